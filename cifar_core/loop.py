@@ -1,0 +1,132 @@
+"""Bookkeeping both training loops share, so that each backend's train.py shows only the training itself:
+metric records, the best-val model, the progress bar, NaN detection, stop signals and final.json."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+
+from tqdm import tqdm
+
+from .recipe import Recipe
+from .run import RunDir
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class StopSignal:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step, so it can save and exit cleanly."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Tracker:
+    def __init__(self, run: RunDir, recipe: Recipe, steps_per_epoch: int, start_step: int = 0,
+                 state: dict | None = None, progress: bool = True):
+        self.run, self.recipe, self.steps_per_epoch = run, recipe, steps_per_epoch
+        state = state or {}
+        self.best_val_error = state.get("best_val_error")
+        self.best_val_step = state.get("best_val_step")
+        self.best_val_test_error = state.get("best_val_test_error")
+        self.train_time = state.get("train_time", 0.0)  # seconds spent in training steps, summed over resumes
+        self.wall_time_before = state.get("wall_time", 0.0)
+        self.last_good_checkpoint = state.get("checkpoint_step")
+        self.started = time.perf_counter()
+        self.interval_start = time.perf_counter()
+        self.interval_time = 0.0  # training seconds since the last record, pauses excluded
+        self.last_logged_step = start_step
+        self.bar = tqdm(total=recipe.iterations, initial=start_step, disable=not (progress and run.write),
+                        unit="it", dynamic_ncols=True, smoothing=0.05)
+
+    # ------------------------------------------------------------------ timing
+    def wall_time(self) -> float:
+        return self.wall_time_before + time.perf_counter() - self.started
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Evaluation and checkpointing do not count as training time."""
+        self.interval_time += time.perf_counter() - self.interval_start
+        try:
+            yield
+        finally:
+            self.interval_start = time.perf_counter()
+
+    def state(self, checkpoint_step: int) -> dict:
+        """What a checkpoint must carry for the bookkeeping to resume exactly."""
+        return {"best_val_error": self.best_val_error, "best_val_step": self.best_val_step,
+                "best_val_test_error": self.best_val_test_error, "train_time": self.train_time,
+                "wall_time": self.wall_time(), "checkpoint_step": checkpoint_step}
+
+    # ------------------------------------------------------------------ records
+    def should_log(self, step: int) -> bool:
+        return step % self.recipe.log_every == 0 or step == self.recipe.iterations
+
+    def should_eval(self, step: int) -> bool:
+        return step % self.recipe.eval_every == 0 or step == self.recipe.iterations
+
+    def log_train(self, step: int, loss_sum: float, correct_sum: float, images: int) -> dict:
+        """Record the mean loss and error of the steps since the last record. Raises on a non-finite loss."""
+        elapsed = self.interval_time + time.perf_counter() - self.interval_start
+        self.train_time += elapsed
+        steps = step - self.last_logged_step
+        loss = loss_sum / images
+        if not math.isfinite(loss):
+            where = (f"the last good checkpoint (step {self.last_good_checkpoint}) is kept in {self.run.checkpoints}"
+                     if self.last_good_checkpoint is not None else "no checkpoint had been written yet")
+            raise NonFiniteLossError(
+                f"training loss became {loss} between steps {self.last_logged_step + 1} and {step}; stopped. "
+                f"{where}. Lower --lr or check the data.")
+        record = {"kind": "train", "step": step, "epoch": round(step / self.steps_per_epoch, 4),
+                  "lr": self.recipe.lr_at(step - 1), "loss": loss, "train_error": 1.0 - correct_sum / images,
+                  "images_per_s": steps * self.recipe.batch_size / elapsed if elapsed > 0 else None,
+                  "wall_time": round(self.wall_time(), 3)}
+        self.run.log(record)
+        self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{record['lr']:.3g}",
+                             img_s=f"{record['images_per_s'] or 0:.0f}", refresh=False)
+        self.bar.update(step - self.bar.n)
+        self.last_logged_step = step
+        self.interval_time, self.interval_start = 0.0, time.perf_counter()
+        return record
+
+    def log_eval(self, step: int, val_error: float | None, test_error: float) -> bool:
+        """Record an evaluation; True when it is the best val error so far (the caller saves the weights)."""
+        record = {"kind": "eval", "step": step, "epoch": round(step / self.steps_per_epoch, 4),
+                  "lr": self.recipe.lr_at(step - 1), "val_error": val_error, "test_error": test_error,
+                  "wall_time": round(self.wall_time(), 3)}
+        self.run.log(record)
+        improved = val_error is not None and (self.best_val_error is None or val_error < self.best_val_error)
+        if improved:
+            self.best_val_error, self.best_val_step, self.best_val_test_error = val_error, step, test_error
+        val = "n/a" if val_error is None else f"{100 * val_error:.2f}%"
+        self.bar.write(f"step {step}: val error {val}, test error {100 * test_error:.2f}%")
+        return improved
+
+    def finish(self, step: int, val_error: float | None, test_error: float, parameters: int, n_train: int) -> dict:
+        self.bar.close()
+        final = {"backend": self.run.backend, "depth": self.recipe.depth, "iterations": self.recipe.iterations,
+                 "steps_completed": step, "n_train_images": n_train,
+                 "final_val_error": val_error, "final_test_error": test_error,
+                 "best_val_error": self.best_val_error, "best_val_step": self.best_val_step,
+                 "best_val_test_error": self.best_val_test_error,
+                 "wall_time_s": round(self.wall_time(), 2), "train_time_s": round(self.train_time, 2),
+                 "images_per_s": round(step * self.recipe.batch_size / self.train_time, 1) if self.train_time else None,
+                 "parameters": parameters}
+        return final

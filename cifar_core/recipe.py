@@ -1,0 +1,70 @@
+"""The paper's recipe (He et al. 2015, §4.2), defined once and read by both backends."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    depth: int = 32  # 6n + 2
+    batch_size: int = 128  # global, split across devices
+    lr: float = 0.1
+    lr_decay: float = 0.1  # lr is multiplied by this at each milestone
+    milestone_fractions: tuple = (0.5, 0.75)  # 32k and 48k of 64k
+    iterations: int = 64_000
+    momentum: float = 0.9
+    weight_decay: float = 1e-4  # on every parameter, BN and bias included, as in the paper's Torch code
+    seed: int = 0  # initialisation and the augmentation plan
+    split_seed: int = 0  # which 5,000 training images are val; kept apart from `seed` so seeds share a val set
+    val_fraction: float = 0.1  # 5,000 of 50,000
+    full_train: bool = False  # train on all 50,000 (no val; best-val selection then off)
+    eval_every: int = 3_200  # iterations between val/test evaluations
+    log_every: int = 50  # iterations between training-loss records
+    eval_batch_size: int = 1_000
+
+    def __post_init__(self):
+        if self.depth < 8 or (self.depth - 2) % 6:
+            raise ValueError(f"--depth {self.depth}: must be 6n+2 with n >= 1 (8, 20, 32, 44, 56, 110, ...).")
+        for name in ("batch_size", "iterations", "eval_every", "log_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}.")
+
+    @property
+    def blocks_per_stage(self) -> int:
+        return (self.depth - 2) // 6
+
+    @property
+    def milestones(self) -> tuple:
+        return tuple(int(round(f * self.iterations)) for f in self.milestone_fractions)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of 0-indexed iteration `step`: piecewise constant, divided at each milestone."""
+        return self.lr_values()[sum(step >= m for m in self.milestones)]
+
+    def lr_values(self) -> tuple:
+        """The lr of each piece, computed once in Python so both backends use the same float64 values."""
+        return tuple(self.lr * self.lr_decay ** k for k in range(len(self.milestones) + 1))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        d["milestone_fractions"] = list(self.milestone_fractions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in fields}
+        kwargs["milestone_fractions"] = tuple(kwargs.get("milestone_fractions", cls.milestone_fractions))
+        return cls(**kwargs)
+
+
+PRESETS = {
+    # The paper: 64k iterations, ~182 epochs of 45k images.
+    "paper": Recipe(),
+    # A minute on a laptop CPU: the whole pipeline (data, train, eval, checkpoint, run directory) end to end.
+    "smoke": Recipe(depth=8, iterations=60, eval_every=30, log_every=10),
+}

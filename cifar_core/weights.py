@@ -1,0 +1,108 @@
+"""The framework-neutral weights format: a safetensors file with PyTorch's names and layouts.
+
+Names follow torchvision's ResNet (conv1, bn1, layer{1,2,3}.{j}.{conv1,bn1,conv2,bn2}, fc); convolutions are
+OIHW, the linear layer is (out, in). Besides the trainable tensors the file holds each BN layer's
+running_mean and running_var, so a file fully determines the eval-mode network. BN's num_batches_tracked is
+not stored: with an explicit momentum neither backend reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+FORMAT = "resnet-cifar-neutral-v1"
+NUM_CLASSES = 10
+STAGE_WIDTHS = (16, 32, 64)
+
+
+class WeightsError(ValueError):
+    pass
+
+
+def layer_shapes(depth: int) -> dict:
+    """Every tensor of the neutral format for ResNet-`depth`, name -> shape, in network order."""
+    if depth < 8 or (depth - 2) % 6:
+        raise WeightsError(f"depth {depth} is not 6n+2")
+    n = (depth - 2) // 6
+    shapes = {}
+
+    def conv_bn(prefix_conv, prefix_bn, c_in, c_out):
+        shapes[f"{prefix_conv}.weight"] = (c_out, c_in, 3, 3)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{prefix_bn}.{name}"] = (c_out,)
+
+    conv_bn("conv1", "bn1", 3, STAGE_WIDTHS[0])
+    c_in = STAGE_WIDTHS[0]
+    for stage, width in enumerate(STAGE_WIDTHS, start=1):
+        for block in range(n):
+            prefix = f"layer{stage}.{block}"
+            conv_bn(f"{prefix}.conv1", f"{prefix}.bn1", c_in, width)
+            conv_bn(f"{prefix}.conv2", f"{prefix}.bn2", width, width)
+            c_in = width
+    shapes["fc.weight"] = (NUM_CLASSES, STAGE_WIDTHS[-1])
+    shapes["fc.bias"] = (NUM_CLASSES,)
+    return shapes
+
+
+def is_buffer(name: str) -> bool:
+    return name.endswith(("running_mean", "running_var"))
+
+
+def parameter_count(depth: int) -> int:
+    return sum(int(np.prod(s)) for k, s in layer_shapes(depth).items() if not is_buffer(k))
+
+
+def check(tensors: dict, depth: int, source: str = "weights") -> None:
+    expected = layer_shapes(depth)
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise WeightsError(f"{source}: not ResNet-{depth} weights; missing {missing[:5]}, unexpected {extra[:5]}")
+    wrong = {k: (tuple(v.shape), expected[k]) for k, v in tensors.items() if tuple(v.shape) != expected[k]}
+    if wrong:
+        raise WeightsError(f"{source}: wrong shapes (found, expected): {dict(list(wrong.items())[:5])}")
+
+
+def depth_of(tensors: dict) -> int:
+    blocks = {k.split(".")[1] for k in tensors if k.startswith("layer1.")}
+    return 6 * len(blocks) + 2
+
+
+def save(path, tensors: dict, depth: int, metadata: dict | None = None) -> None:
+    """Write atomically: a reader never sees half a file."""
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    check(tensors, depth, str(path))
+    path = Path(path)
+    meta = {"format": FORMAT, "depth": str(depth),
+            **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load(path) -> tuple[dict, int]:
+    """Return (tensors, depth) of a neutral file, checked against the expected names and shapes."""
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:
+        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
+    depth = depth_of(tensors)
+    check(tensors, depth, str(path))
+    return tensors, depth
+
+
+def metadata(path) -> dict:
+    with safe_open(str(path), "np") as f:
+        return dict(f.metadata() or {})

@@ -1,0 +1,88 @@
+"""Resumable checkpoints and the neutral weights format, PyTorch side. Mirror: jax_impl/checkpoint.py.
+
+A checkpoint holds model and optimizer state, the step, the plan position and the RNG state; the data
+plan is a pure function of (seed, step), so the step is all the stream needs. Written to a temporary file and
+renamed, so a crash mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cifar_core import weights
+
+CHECKPOINT_NAME = "last.pt"
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model  # DistributedDataParallel
+
+
+def save(path, model, optimizer, step: int, plan_position: dict, tracker_state: dict, recipe: dict) -> None:
+    path = Path(path)
+    state = {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "step": step, "recipe": recipe,
+             "plan": plan_position, "tracker": tracker_state, "torch_rng": torch.get_rng_state()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load(path, model, optimizer=None) -> dict:
+    """Restore model (and optimizer) in place; return the checkpoint's step, plan and tracker state."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    unwrap(model).load_state_dict(state["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
+# ----------------------------------------------------------------------------------- neutral weights
+
+
+def to_neutral(model: torch.nn.Module) -> dict:
+    """name -> NumPy array in the neutral format (PyTorch's own names and layouts)."""
+    return {name: tensor.detach().cpu().numpy().copy() for name, tensor in unwrap(model).state_dict().items()
+            if not name.endswith("num_batches_tracked")}
+
+
+def from_neutral(model: torch.nn.Module, tensors: dict) -> torch.nn.Module:
+    """Load neutral tensors into `model` in place, keeping the model's dtype."""
+    model = unwrap(model)
+    weights.check(tensors, model.depth)
+    state = model.state_dict()
+    for name, array in tensors.items():
+        state[name] = torch.from_numpy(np.asarray(array)).to(state[name].dtype)
+    model.load_state_dict(state)
+    return model
+
+
+def export_neutral(path, model, metadata: dict | None = None) -> None:
+    weights.save(path, to_neutral(model), unwrap(model).depth, metadata)
+
+
+def load_any(path, device="cpu") -> torch.nn.Module:
+    """A model (eval mode) from a neutral .safetensors file or a torch training checkpoint."""
+    from .model import resnet
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint or weights file")
+    if path.suffix == ".safetensors":
+        tensors, depth = weights.load(path)
+        model = from_neutral(resnet(depth), tensors)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        tensors = {k: v.numpy() for k, v in state["model"].items() if not k.endswith("num_batches_tracked")}
+        model = from_neutral(resnet(weights.depth_of(tensors)), tensors)
+    return model.to(device).eval()

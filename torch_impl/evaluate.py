@@ -1,0 +1,37 @@
+"""python -m torch_impl.evaluate --checkpoint C: test error of a torch checkpoint or a neutral weights file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from cifar_core import evaluation, weights
+from cifar_core.data import DataError
+
+from . import checkpoint
+from .train import evaluate
+
+
+def saved_metadata(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        return weights.metadata(path)
+    return {"recipe": torch.load(path, map_location="cpu", weights_only=False).get("recipe")}
+
+
+def main(argv=None) -> float:
+    args = evaluation.build_parser("torch_impl").parse_args(argv)
+    path = Path(args.checkpoint)
+    try:
+        model = checkpoint.load_any(path)
+        images, labels = evaluation.test_set(evaluation.recipe_of(saved_metadata(path)), args.data_dir)
+    except (FileNotFoundError, DataError, weights.WeightsError) as error:
+        sys.exit(f"error: {error}")
+    error = evaluate(model, images, labels, args.batch_size, torch.device("cpu"))
+    print(f"{path}: test error {100 * error:.2f}% on {len(labels)} images")
+    return error
+
+
+if __name__ == "__main__":
+    main()

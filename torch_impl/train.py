@@ -1,0 +1,227 @@
+"""Train a CIFAR-10 ResNet with the paper's recipe, in PyTorch. Mirror: jax_impl/train.py.
+
+    python -m torch_impl.train --preset smoke --data-dir ../shared/data/cifar10
+    torchrun --nproc_per_node=2 -m torch_impl.train ...      # data parallel: the global batch is split
+
+Weight decay 1e-4 applies to every parameter (conv, BN gamma/beta, linear weight and bias), coupled into the
+gradient before momentum, as torch.optim.SGD does and as the paper's Torch code did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from cifar_core import cli, pipeline
+from cifar_core.data import DataError
+from cifar_core.loop import NonFiniteLossError, StopSignal, Tracker
+from cifar_core.plan import eval_batches
+from cifar_core.run import RunDir, RunDirError, default_run_dir
+from cifar_core.weights import WeightsError
+
+from . import checkpoint
+from .model import convert_to_cross_rank_bn, count_parameters, resnet
+
+BACKEND = "torch_impl"
+
+
+def make_optimizer(model: torch.nn.Module, recipe) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                           weight_decay=recipe.weight_decay)
+
+
+def to_device(images: np.ndarray, device, channels_last: bool, dtype=torch.float32) -> torch.Tensor:
+    """NHWC NumPy -> NCHW tensor. The permuted view already has channels_last strides, so that layout is free."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).to(device=device, dtype=dtype, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def train_step(model, optimizer, images, labels, lr: float, amp_dtype=None):
+    """One SGD step on one (local) batch. Returns the summed loss and the number of correct predictions."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach() * len(labels), (logits.argmax(1) == labels).sum()
+
+
+@torch.inference_mode()
+def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int, device, channels_last=False,
+             dtype=torch.float32):
+    """Top-1 error of `model` in eval mode on unaugmented images; None for an empty set."""
+    if len(images) == 0:
+        return None
+    was_training = model.training
+    model.eval()
+    wrong = torch.zeros((), dtype=torch.int64, device=device)
+    for x, y in eval_batches(images, labels, batch_size):
+        logits = model(to_device(x, device, channels_last, dtype))
+        wrong += (logits.argmax(1) != torch.from_numpy(y).to(device)).sum()
+    model.train(was_training)
+    return wrong.item() / len(images)
+
+
+def setup_distributed(device_flag: str):
+    """(rank, world_size, device). torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; multi-node the same way."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_flag == "cuda" or (device_flag == "auto" and torch.cuda.is_available())
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world, device
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.build_parser(BACKEND)
+    group = parser.add_argument_group("PyTorch options")
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="NHWC memory layout (default: on for CUDA, off for CPU)")
+    group.add_argument("--compile", action="store_true", help="torch.compile the model")
+    group.add_argument("--amp", choices=("none", "bf16"), default="none",
+                       help="bf16 autocast; the default keeps full fp32 semantics")
+    group.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA (off: exact fp32)")
+    group.add_argument("--sync-bn", action="store_true",
+                       help="BN statistics over the global batch (default: per rank, as the paper's 2-GPU runs)")
+    group.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")
+    return parser
+
+
+def main(argv=None) -> dict | None:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (DataError, RunDirError, NonFiniteLossError, WeightsError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def run(args) -> dict | None:
+    recipe = cli.recipe_from_args(args)
+    rank, world, device = setup_distributed(args.device)
+    if recipe.batch_size % world:
+        raise ValueError(f"--batch-size {recipe.batch_size} does not divide across {world} processes; "
+                         f"use a multiple of {world}.")
+    channels_last = args.channels_last if args.channels_last is not None else device.type == "cuda"
+    amp_dtype = torch.bfloat16 if args.amp == "bf16" else None
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    run_dir = RunDir(args.run_dir or default_run_dir(BACKEND, recipe.depth), BACKEND, recipe, args.resume,
+                     write=rank == 0)
+    data = pipeline.build(recipe, args.data_dir)
+
+    model = resnet(recipe.depth, seed=recipe.seed).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, recipe)
+    start_step, tracker_state = 0, None
+    if args.resume:
+        state = checkpoint.load(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, model, optimizer)
+        start_step, tracker_state = state["step"], state["tracker"]
+        run_dir.truncate_metrics(start_step)
+    if args.sync_bn and world > 1:
+        model = convert_to_cross_rank_bn(model)
+    if world > 1:
+        # broadcast_buffers (default): BN running statistics follow rank 0's, as in jax_impl's per-device BN.
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    net = torch.compile(model) if args.compile else model
+    eval_model = checkpoint.unwrap(model)
+
+    options = {k: getattr(args, k) for k in ("compile", "amp", "tf32", "sync_bn", "deterministic")}
+    options.update(channels_last=channels_last, device=str(device), world_size=world)
+    devices = [torch.cuda.get_device_name(device)] if device.type == "cuda" else ["cpu"]
+    run_dir.write_config(options, versions(), devices * world, data.info)
+
+    def save_checkpoint(step):
+        checkpoint.save(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, model, optimizer, step,
+                        {"seed": recipe.seed, "step": step, "epoch": step // data.train.steps_per_epoch},
+                        tracker.state(step), recipe.to_dict())
+
+    def evaluate_all():
+        return (evaluate(eval_model, data.val_images, data.val_labels, recipe.eval_batch_size, device, channels_last),
+                evaluate(eval_model, data.test_images, data.test_labels, recipe.eval_batch_size, device, channels_last))
+
+    tracker = Tracker(run_dir, recipe, data.train.steps_per_epoch, start_step, tracker_state,
+                      progress=not args.no_progress)
+    loss_sum = correct = torch.zeros((), device=device)
+    step = start_step
+    with StopSignal() as stop:
+        model.train()
+        while step < recipe.iterations:
+            images, labels = data.train.batch(step, rank, world)
+            loss, right = train_step(net, optimizer, to_device(images, device, channels_last),
+                                     torch.from_numpy(labels).long().to(device), recipe.lr_at(step), amp_dtype)
+            loss_sum, correct = loss_sum + loss, correct + right
+            step += 1
+            if tracker.should_log(step):
+                totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
+                if world > 1:
+                    dist.all_reduce(totals)
+                tracker.log_train(step, totals[0].item(), totals[1].item(), recipe.batch_size * (step - tracker.last_logged_step))
+                loss_sum = correct = torch.zeros((), device=device)
+            if tracker.should_eval(step) and step < recipe.iterations:
+                with tracker.paused():
+                    if rank == 0:
+                        val_error, test_error = evaluate_all()
+                        if tracker.log_eval(step, val_error, test_error):
+                            checkpoint.export_neutral(run_dir.checkpoints / "best.safetensors", model,
+                                                      {"step": step, "recipe": recipe.to_dict()})
+                        save_checkpoint(step)
+            if stopped_by_signal(stop, world, device):
+                with tracker.paused():
+                    if rank == 0:
+                        save_checkpoint(step)
+                tracker.bar.close()
+                print(f"{stop.received}: saved step {step} to {run_dir.checkpoints}; "
+                      f"continue with the same command and --resume.", file=sys.stderr)
+                sys.exit(128 + signal.Signals[stop.received or "SIGTERM"].value)
+    if rank != 0:
+        return None
+    val_error, test_error = evaluate_all()
+    if tracker.log_eval(step, val_error, test_error):
+        checkpoint.export_neutral(run_dir.checkpoints / "best.safetensors", model,
+                                  {"step": step, "recipe": recipe.to_dict()})
+    save_checkpoint(step)
+    checkpoint.export_neutral(run_dir.checkpoints / "final.safetensors", model, {"step": step, "recipe": recipe.to_dict()})
+    final = tracker.finish(step, val_error, test_error, count_parameters(eval_model), data.info["n_train"])
+    run_dir.write_final(final)
+    return final
+
+
+def stopped_by_signal(stop: StopSignal, world: int, device) -> bool:
+    """Every rank must stop at the same step, so the decision is all-reduced when distributed."""
+    if world == 1:
+        return stop.received is not None
+    flag = torch.tensor([float(stop.received is not None)], device=device)
+    dist.all_reduce(flag)
+    return bool(flag.item())
+
+
+def versions() -> dict:
+    return {"torch": torch.__version__, "numpy": np.__version__, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}
+
+
+if __name__ == "__main__":
+    main()
