@@ -1,0 +1,115 @@
+"""Resumable checkpoints and the neutral weights format, JAX side. Mirror: torch_impl/checkpoint.py.
+
+A checkpoint is one msgpack file (flax.serialization) holding params, batch_stats, optimizer state, step,
+plan position and bookkeeping; written to a temporary file and renamed, so it is as atomic as Orbax's
+commit-by-rename while staying a single small file. The data plan is a pure function of (seed, step).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import serialization, traverse_util
+
+from cifar_core import weights
+
+CHECKPOINT_NAME = "last.msgpack"
+
+
+def _to_host(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+def save(path, state, step: int, plan_position: dict, tracker_state: dict, recipe: dict) -> None:
+    path = Path(path)
+    payload = {"state": serialization.to_state_dict(_to_host(state)), "step": step, "plan": plan_position,
+               "tracker": {k: v for k, v in tracker_state.items() if v is not None}, "recipe": recipe}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(serialization.msgpack_serialize(payload))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load(path, state):
+    """Return (state restored into the structure of `state`, the checkpoint's payload)."""
+    payload = serialization.msgpack_restore(Path(path).read_bytes())
+    restored = serialization.from_state_dict(_to_host(state), payload["state"])
+    tracker = {k: payload["tracker"].get(k) for k in ("best_val_error", "best_val_step", "best_val_test_error",
+                                                       "train_time", "wall_time", "checkpoint_step")}
+    return restored, {**payload, "tracker": tracker}
+
+
+# ----------------------------------------------------------------------------------- neutral weights
+# Flax path -> neutral name: "layer1_0/conv1/kernel" -> "layer1.0.conv1.weight". Layouts: conv HWIO -> OIHW,
+# dense (in, out) -> (out, in); BN scale/bias -> weight/bias, mean/var -> running_mean/running_var.
+
+_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+_FROM_LEAF = {("params", "kernel"): "kernel", ("params", "weight"): "scale", ("params", "bias"): "bias",
+              ("batch_stats", "running_mean"): "mean", ("batch_stats", "running_var"): "var"}
+
+
+def _neutral_name(path: tuple) -> str:
+    *modules, leaf = path
+    modules = [m.replace("_", ".") if m.startswith("layer") else m for m in modules]
+    return ".".join(modules + [_LEAF[leaf]])
+
+
+def _to_neutral_layout(path: tuple, array: np.ndarray) -> np.ndarray:
+    if path[-1] == "kernel":
+        return array.transpose(3, 2, 0, 1) if array.ndim == 4 else array.T
+    return array
+
+
+def to_neutral(variables: dict) -> dict:
+    """{"params", "batch_stats"} -> neutral name -> NumPy array."""
+    tensors = {}
+    for collection in ("params", "batch_stats"):
+        for path, array in traverse_util.flatten_dict(variables[collection]).items():
+            tensors[_neutral_name(path)] = np.ascontiguousarray(_to_neutral_layout(path, np.asarray(array)))
+    return tensors
+
+
+def from_neutral(tensors: dict, dtype=None) -> dict:
+    """Neutral tensors -> {"params", "batch_stats"} (NumPy leaves, optionally cast to `dtype`)."""
+    weights.check(tensors, weights.depth_of(tensors))
+    variables = {"params": {}, "batch_stats": {}}
+    for name, array in tensors.items():
+        *modules, leaf = name.split(".")
+        if modules[0].startswith("layer"):
+            modules = [f"{modules[0]}_{modules[1]}", *modules[2:]]
+        collection = "batch_stats" if weights.is_buffer(name) else "params"
+        flax_leaf = "kernel" if leaf == "weight" and (modules[-1].startswith("conv") or modules[-1] == "fc") \
+            else _FROM_LEAF[(collection, leaf)]
+        array = np.asarray(array)
+        if flax_leaf == "kernel":
+            array = array.transpose(2, 3, 1, 0) if array.ndim == 4 else array.T
+        if dtype is not None:
+            array = array.astype(dtype)
+        variables[collection][tuple(modules) + (flax_leaf,)] = np.ascontiguousarray(array)
+    return {k: traverse_util.unflatten_dict(v) for k, v in variables.items()}
+
+
+def export_neutral(path, variables: dict, depth: int, metadata: dict | None = None) -> None:
+    weights.save(path, to_neutral(_to_host(variables)), depth, metadata)
+
+
+def load_any(path) -> tuple[dict, int, dict]:
+    """(variables, depth, metadata) from a neutral .safetensors file or a JAX training checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint or weights file")
+    if path.suffix == ".safetensors":
+        tensors, depth = weights.load(path)
+        return from_neutral(tensors), depth, weights.metadata(path)
+    payload = serialization.msgpack_restore(path.read_bytes())
+    variables = {"params": payload["state"]["params"], "batch_stats": payload["state"]["batch_stats"]}
+    tensors = to_neutral(variables)
+    return variables, weights.depth_of(tensors), {"recipe": payload.get("recipe")}

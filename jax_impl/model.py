@@ -1,0 +1,122 @@
+"""ResNet-(6n+2) for CIFAR-10, He et al. 2015 §4.2, in Flax Linen. Mirror: torch_impl/model.py.
+
+Functional: `model.init(key, x, train=False)` gives {"params", "batch_stats"}; `model.apply(variables, x,
+train=True, mutable=["batch_stats"])` returns logits and the updated statistics. Inputs are NHWC.
+
+Every choice equals the PyTorch model's; the Flax defaults that differ are overridden on purpose:
+- padding: explicit ((1, 1), (1, 1)). Flax's 'SAME' pads a stride-2 conv (0, 1), PyTorch pads (1, 1).
+- conv init: He normal with fan_out and NO truncation (jax's he_normal truncates; Flax defaults to lecun).
+- linear init: weight U(-1/sqrt(64), 1/sqrt(64)), bias 0 (Flax's Dense defaults to lecun_normal).
+- BatchNorm: our own small module, because PyTorch updates the running variance with the UNBIASED batch
+  variance (n/(n-1)) while normalising with the biased one; Flax's nn.BatchNorm uses the biased variance for
+  both. Running averages use momentum 0.9 here, i.e. PyTorch's 0.1 (the weight of the new batch); eps 1e-5.
+- Option-A shortcut: x[:, ::2, ::2, :] with the zero channels appended after the existing ones.
+Module names map one to one onto PyTorch's: layer{s}_{j} <-> layer{s}.{j} (jax_impl/checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+STAGE_WIDTHS = (16, 32, 64)
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.9  # weight of the old running average: 1 - PyTorch's momentum
+
+conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # "normal" is untruncated
+
+
+def linear_init(fan_in: int):
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return init
+
+
+class BatchNorm(nn.Module):
+    """BN over N, H, W with PyTorch's conventions; `axis_name` makes the batch statistics cross-device."""
+
+    axis_name: str | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,), self.dtype)
+        bias = self.param("bias", nn.initializers.zeros, (features,), self.dtype)
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), self.dtype)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (features,), self.dtype)
+        if train:
+            mean = jnp.mean(x, axis=(0, 1, 2))
+            mean_sq = jnp.mean(x * x, axis=(0, 1, 2))
+            count = x.size // features
+            if self.axis_name is not None:
+                mean, mean_sq = jax.lax.pmean((mean, mean_sq), self.axis_name)
+                count = count * jax.lax.axis_size(self.axis_name)
+            var = mean_sq - mean * mean
+            if not self.is_initializing():
+                running_mean.value = BN_MOMENTUM * running_mean.value + (1 - BN_MOMENTUM) * mean
+                running_var.value = BN_MOMENTUM * running_var.value + (1 - BN_MOMENTUM) * var * (count / (count - 1))
+        else:
+            mean, var = running_mean.value, running_var.value
+        return (x - mean) * jax.lax.rsqrt(var + BN_EPS) * scale + bias
+
+
+class BasicBlock(nn.Module):
+    planes: int
+    stride: int
+    bn_axis_name: str | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        conv = lambda stride, name: nn.Conv(self.planes, (3, 3), (stride, stride), padding=((1, 1), (1, 1)),
+                                            use_bias=False, kernel_init=conv_init, dtype=self.dtype,
+                                            param_dtype=self.dtype, name=name)
+        bn = lambda name: BatchNorm(self.bn_axis_name, self.dtype, name=name)
+        out = nn.relu(bn("bn1")(conv(self.stride, "conv1")(x), train))
+        out = bn("bn2")(conv(1, "conv2")(out), train)
+        shortcut = x
+        extra_channels = self.planes - x.shape[-1]
+        if self.stride != 1 or extra_channels:
+            shortcut = x[:, ::self.stride, ::self.stride, :]
+            shortcut = jnp.pad(shortcut, ((0, 0), (0, 0), (0, 0), (0, extra_channels)))  # zeros after
+        return nn.relu(out + shortcut)
+
+
+class ResNet(nn.Module):
+    depth: int = 32
+    num_classes: int = 10
+    bn_axis_name: str | None = None  # set to the data axis for cross-device BN
+    dtype: Any = jnp.float32  # parameters and computation; float64 for the parity suite
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        if self.depth < 8 or (self.depth - 2) % 6:
+            raise ValueError(f"depth {self.depth} is not 6n+2 (8, 20, 32, 44, 56, 110, ...)")
+        n = (self.depth - 2) // 6
+        x = x.astype(self.dtype)
+        x = nn.Conv(STAGE_WIDTHS[0], (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=conv_init,
+                    dtype=self.dtype, param_dtype=self.dtype, name="conv1")(x)
+        x = nn.relu(BatchNorm(self.bn_axis_name, self.dtype, name="bn1")(x, train))
+        for stage, width in enumerate(STAGE_WIDTHS, start=1):
+            for j in range(n):
+                stride = 2 if stage > 1 and j == 0 else 1
+                x = BasicBlock(width, stride, self.bn_axis_name, self.dtype, name=f"layer{stage}_{j}")(x, train)
+        x = jnp.mean(x, axis=(1, 2))
+        return nn.Dense(self.num_classes, kernel_init=linear_init(STAGE_WIDTHS[-1]), bias_init=nn.initializers.zeros,
+                        dtype=self.dtype, param_dtype=self.dtype, name="fc")(x)
+
+
+def init_variables(model: ResNet, seed: int) -> dict:
+    """{"params", "batch_stats"} of a fresh model; a function of `seed` alone."""
+    return model.init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3), model.dtype), train=False)
+
+
+def count_parameters(params) -> int:
+    return sum(int(p.size) for p in jax.tree.leaves(params))

@@ -1,0 +1,247 @@
+"""Train a CIFAR-10 ResNet with the paper's recipe, in JAX/Flax. Mirror: torch_impl/train.py.
+
+    python -m jax_impl.train --preset smoke --data-dir ../shared/data/cifar10
+
+Data parallel over every local device (and every host after jax.distributed.initialize): the per-device
+program is written with jax.shard_map over a 1-D mesh, the successor of pmap (JAX >= 0.8 implements pmap on
+it). Each device takes a contiguous slice of the global batch; gradients are pmean-ed over the data axis.
+
+Weight decay 1e-4 applies to every parameter and is added to the gradient before SGD momentum, exactly as
+torch.optim.SGD's coupled weight decay: optax.chain(add_decayed_weights, sgd(momentum)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import signal
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from cifar_core import cli, pipeline
+from cifar_core.data import DataError
+from cifar_core.loop import NonFiniteLossError, StopSignal, Tracker
+from cifar_core.plan import eval_batches
+from cifar_core.run import RunDir, RunDirError, default_run_dir
+from cifar_core.weights import WeightsError
+
+from . import checkpoint
+from .model import ResNet, count_parameters, init_variables
+
+BACKEND = "jax_impl"
+DATA_AXIS = "data"
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any
+
+
+def lr_schedule(recipe):
+    """Piecewise constant; the same float64 values as the PyTorch loop, read from the recipe."""
+    values, boundaries = jnp.asarray(recipe.lr_values()), jnp.asarray(recipe.milestones)
+    return lambda count: values[jnp.searchsorted(boundaries, count, side="right")]
+
+
+def make_optimizer(recipe) -> optax.GradientTransformation:
+    return optax.chain(optax.add_decayed_weights(recipe.weight_decay),
+                       optax.sgd(lr_schedule(recipe), momentum=recipe.momentum))
+
+
+def create_state(model: ResNet, recipe) -> TrainState:
+    variables = init_variables(model, recipe.seed)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                             batch_stats=variables["batch_stats"], tx=make_optimizer(recipe))
+
+
+def make_mesh(num_devices: int | None = None) -> Mesh:
+    devices = jax.devices()
+    if num_devices is not None:
+        if num_devices > len(devices):
+            raise ValueError(f"--num-devices {num_devices}: only {len(devices)} devices are visible.")
+        devices = devices[:num_devices]
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def train_step(state: TrainState, images, labels):
+    """The per-device program: one SGD step on this device's slice of the global batch."""
+    def loss_fn(params):
+        logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, images,
+                                         train=True, mutable=["batch_stats"])
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads = jax.lax.pmean(grads, DATA_AXIS)
+    # Per-device BN leaves each device its own running statistics; keep device 0's, as DDP's
+    # broadcast_buffers keeps rank 0's. With cross-device BN they are equal everywhere already.
+    first = jax.lax.axis_index(DATA_AXIS) == 0
+    batch_stats = jax.tree.map(lambda s: jax.lax.psum(jnp.where(first, s, jnp.zeros_like(s)), DATA_AXIS),
+                               batch_stats)
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    metrics = {"loss_sum": jax.lax.psum(loss * labels.shape[0], DATA_AXIS),
+               "correct": jax.lax.psum(jnp.sum(jnp.argmax(logits, -1) == labels), DATA_AXIS)}
+    return state, metrics
+
+
+def compile_train_step(mesh: Mesh):
+    """jit(shard_map(train_step)): state replicated, batch split along the data axis, state donated."""
+    sharded = jax.shard_map(train_step, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS)),
+                            out_specs=(P(), P()))
+    return jax.jit(sharded, donate_argnums=0)
+
+
+def global_batch(mesh: Mesh, local: np.ndarray) -> jax.Array:
+    """This process's rows of a global batch -> one array sharded along the data axis over all devices."""
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, P(DATA_AXIS)), local)
+
+
+def replicate(mesh: Mesh, tree):
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(model: ResNet, variables, images):
+    return jnp.argmax(model.apply(variables, images, train=False), -1)
+
+
+def evaluate(model: ResNet, variables, images: np.ndarray, labels: np.ndarray, batch_size: int, mesh: Mesh):
+    """Top-1 error in eval mode; None for an empty set. Batches are padded to one shape (one compile)."""
+    if len(images) == 0:
+        return None
+    devices, procs, proc = mesh.size, jax.process_count(), jax.process_index()
+    padded = -(-batch_size // devices) * devices
+    wrong = 0
+    for x, y in eval_batches(images, labels, batch_size):
+        valid = len(x)
+        x = np.concatenate([x, np.zeros((padded - valid, *x.shape[1:]), x.dtype)]).astype(model.dtype)
+        share = padded // procs
+        predictions = _predict(model, variables, global_batch(mesh, x[proc * share:(proc + 1) * share]))
+        wrong += int(np.sum(np.asarray(jax.device_get(predictions))[:valid] != y))
+    return wrong / len(images)
+
+
+def maybe_initialize_distributed(args) -> None:
+    """Multi-host: jax.distributed.initialize when a coordinator is named by flag or environment."""
+    address = args.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if address:
+        jax.distributed.initialize(coordinator_address=address, num_processes=args.num_processes,
+                                   process_id=args.process_id)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.build_parser(BACKEND)
+    group = parser.add_argument_group("JAX options")
+    group.add_argument("--num-devices", type=int, help="use the first N local devices (default: all)")
+    group.add_argument("--cross-device-bn", action="store_true",
+                       help="BN statistics over the global batch (default: per device, as the paper's 2-GPU runs)")
+    group.add_argument("--coordinator-address", help="multi-host: host:port of process 0 (jax.distributed)")
+    group.add_argument("--num-processes", type=int, help="multi-host: number of processes")
+    group.add_argument("--process-id", type=int, help="multi-host: this process's index")
+    return parser
+
+
+def main(argv=None) -> dict | None:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (DataError, RunDirError, NonFiniteLossError, WeightsError, ValueError) as error:
+        sys.exit(f"error: {error}")
+
+
+def run(args) -> dict | None:
+    recipe = cli.recipe_from_args(args)
+    maybe_initialize_distributed(args)
+    mesh = make_mesh(args.num_devices)
+    if recipe.batch_size % mesh.size:
+        raise ValueError(f"--batch-size {recipe.batch_size} does not divide across {mesh.size} devices; "
+                         f"use a multiple of {mesh.size} or --num-devices.")
+    proc, procs = jax.process_index(), jax.process_count()
+    run_dir = RunDir(args.run_dir or default_run_dir(BACKEND, recipe.depth), BACKEND, recipe, args.resume,
+                     write=proc == 0)
+    data = pipeline.build(recipe, args.data_dir)
+
+    model = ResNet(recipe.depth, bn_axis_name=DATA_AXIS if args.cross_device_bn else None)
+    eval_model = ResNet(recipe.depth)
+    state = create_state(model, recipe)
+    start_step, tracker_state = 0, None
+    if args.resume:
+        state, saved = checkpoint.load(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, state)
+        start_step, tracker_state = saved["step"], saved["tracker"]
+        run_dir.truncate_metrics(start_step)
+    state = replicate(mesh, state)
+    step_fn = compile_train_step(mesh)
+
+    options = {"cross_device_bn": args.cross_device_bn, "num_devices": mesh.size, "process_count": procs}
+    run_dir.write_config(options, versions(), [str(d) for d in mesh.devices.flat], data.info)
+
+    def variables():
+        return {"params": state.params, "batch_stats": state.batch_stats}
+
+    def save_checkpoint(step):
+        if proc == 0:
+            checkpoint.save(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, state, step,
+                            {"seed": recipe.seed, "step": step, "epoch": step // data.train.steps_per_epoch},
+                            tracker.state(step), recipe.to_dict())
+
+    def export(name, step):
+        if proc == 0:
+            checkpoint.export_neutral(run_dir.checkpoints / name, variables(), recipe.depth,
+                                      {"step": step, "recipe": recipe.to_dict()})
+
+    def evaluate_all():
+        return (evaluate(eval_model, variables(), data.val_images, data.val_labels, recipe.eval_batch_size, mesh),
+                evaluate(eval_model, variables(), data.test_images, data.test_labels, recipe.eval_batch_size, mesh))
+
+    tracker = Tracker(run_dir, recipe, data.train.steps_per_epoch, start_step, tracker_state,
+                      progress=not args.no_progress)
+    loss_sum = correct = 0.0
+    step = start_step
+    with StopSignal() as stop:
+        while step < recipe.iterations:
+            images, labels = data.train.batch(step, proc, procs)
+            state, metrics = step_fn(state, global_batch(mesh, images), global_batch(mesh, labels))
+            loss_sum, correct = loss_sum + metrics["loss_sum"], correct + metrics["correct"]  # stays on device
+            step += 1
+            if tracker.should_log(step):
+                tracker.log_train(step, float(loss_sum), float(correct), recipe.batch_size * (step - tracker.last_logged_step))
+                loss_sum = correct = 0.0
+            if tracker.should_eval(step) and step < recipe.iterations:
+                with tracker.paused():
+                    val_error, test_error = evaluate_all()
+                    if tracker.log_eval(step, val_error, test_error):
+                        export("best.safetensors", step)
+                    save_checkpoint(step)
+            if stop.received:  # a signal reaches every process of a multi-host job (as with torchrun)
+                with tracker.paused():
+                    save_checkpoint(step)
+                tracker.bar.close()
+                print(f"{stop.received}: saved step {step} to {run_dir.checkpoints}; "
+                      f"continue with the same command and --resume.", file=sys.stderr)
+                sys.exit(128 + signal.Signals[stop.received].value)
+    val_error, test_error = evaluate_all()
+    if tracker.log_eval(step, val_error, test_error):
+        export("best.safetensors", step)
+    save_checkpoint(step)
+    export("final.safetensors", step)
+    final = tracker.finish(step, val_error, test_error, count_parameters(state.params), data.info["n_train"])
+    run_dir.write_final(final)
+    return final if proc == 0 else None
+
+
+def versions() -> dict:
+    import flax
+    from importlib.metadata import version
+    return {"jax": jax.__version__, "jaxlib": version("jaxlib"), "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__,
+            "backend": jax.default_backend()}
+
+
+if __name__ == "__main__":
+    main()
