@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import tarfile
 import tempfile
 import time
@@ -257,12 +258,12 @@ def _write_cache(cache: Path, data: Cifar10) -> None:
     for name in _ARRAYS:
         np.save(tmp / f"{name}.npy", getattr(data, name))
     (tmp / "meta.json").write_text(json.dumps({"content_sha256": data.content_sha256, "source": data.source}))
+    if cache.exists():  # a damaged entry (load() could not read it) is replaced
+        shutil.rmtree(cache, ignore_errors=True)
     try:
         os.replace(tmp, cache)  # atomic; loses the race harmlessly if another process got there first
     except OSError:
-        for f in tmp.iterdir():
-            f.unlink()
-        tmp.rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------- split, mean

@@ -110,6 +110,7 @@ def load_any(path) -> tuple[dict, int, dict]:
         tensors, depth = weights.load(path)
         return from_neutral(tensors), depth, weights.metadata(path)
     payload = serialization.msgpack_restore(path.read_bytes())
-    variables = {"params": payload["state"]["params"], "batch_stats": payload["state"]["batch_stats"]}
+    state = payload.get("state", payload)  # a training checkpoint, or bare {"params", "batch_stats"}
+    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
     tensors = to_neutral(variables)
     return variables, weights.depth_of(tensors), {"recipe": payload.get("recipe")}

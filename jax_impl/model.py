@@ -52,13 +52,16 @@ class BatchNorm(nn.Module):
         running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), self.dtype)
         running_var = self.variable("batch_stats", "var", jnp.ones, (features,), self.dtype)
         if train:
+            # Two passes (mean, then mean squared deviation), as PyTorch computes it: the one-pass
+            # E[x^2] - E[x]^2 (Flax's use_fast_variance) cancels badly once |mean| >> std.
             mean = jnp.mean(x, axis=(0, 1, 2))
-            mean_sq = jnp.mean(x * x, axis=(0, 1, 2))
+            if self.axis_name is not None:
+                mean = jax.lax.pmean(mean, self.axis_name)
+            var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
             count = x.size // features
             if self.axis_name is not None:
-                mean, mean_sq = jax.lax.pmean((mean, mean_sq), self.axis_name)
+                var = jax.lax.pmean(var, self.axis_name)
                 count = count * jax.lax.axis_size(self.axis_name)
-            var = mean_sq - mean * mean
             if not self.is_initializing():
                 running_mean.value = BN_MOMENTUM * running_mean.value + (1 - BN_MOMENTUM) * mean
                 running_var.value = BN_MOMENTUM * running_var.value + (1 - BN_MOMENTUM) * var * (count / (count - 1))

@@ -4,7 +4,7 @@
 
 Data parallel over every local device (and every host after jax.distributed.initialize): the per-device
 program is written with jax.shard_map over a 1-D mesh, the successor of pmap (JAX >= 0.8 implements pmap on
-it). Each device takes a contiguous slice of the global batch; gradients are pmean-ed over the data axis.
+it). Each device takes a contiguous slice of the global batch; the loss is pmean-ed over the data axis.
 
 Weight decay 1e-4 applies to every parameter and is added to the gradient before SGD momentum, exactly as
 torch.optim.SGD's coupled weight decay: optax.chain(add_decayed_weights, sgd(momentum)).
@@ -75,18 +75,20 @@ def train_step(state: TrainState, images, labels):
     def loss_fn(params):
         logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, images,
                                          train=True, mutable=["batch_stats"])
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return loss, (logits, updates["batch_stats"])
+        local_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return jax.lax.pmean(local_loss, DATA_AXIS), (logits, updates["batch_stats"])
 
+    # The loss is the global batch's mean (pmean of the equal-sized local means), so its gradient with
+    # respect to the replicated params is already the global gradient: shard_map's autodiff sums the
+    # per-device contributions (the transpose of replication), exactly the all-reduce DDP performs.
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grads = jax.lax.pmean(grads, DATA_AXIS)
     # Per-device BN leaves each device its own running statistics; keep device 0's, as DDP's
     # broadcast_buffers keeps rank 0's. With cross-device BN they are equal everywhere already.
     first = jax.lax.axis_index(DATA_AXIS) == 0
     batch_stats = jax.tree.map(lambda s: jax.lax.psum(jnp.where(first, s, jnp.zeros_like(s)), DATA_AXIS),
                                batch_stats)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    metrics = {"loss_sum": jax.lax.psum(loss * labels.shape[0], DATA_AXIS),
+    metrics = {"loss_sum": loss * labels.shape[0] * jax.lax.axis_size(DATA_AXIS),
                "correct": jax.lax.psum(jnp.sum(jnp.argmax(logits, -1) == labels), DATA_AXIS)}
     return state, metrics
 

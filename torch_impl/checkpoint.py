@@ -83,6 +83,7 @@ def load_any(path, device="cpu") -> torch.nn.Module:
         model = from_neutral(resnet(depth), tensors)
     else:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        tensors = {k: v.numpy() for k, v in state["model"].items() if not k.endswith("num_batches_tracked")}
+        state = state.get("model", state)  # a training checkpoint, or a bare state_dict
+        tensors = {k: v.numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")}
         model = from_neutral(resnet(weights.depth_of(tensors)), tensors)
     return model.to(device).eval()

@@ -129,13 +129,14 @@ class CrossRankBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        stats = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), count])
-        stats = _AllReduceSum.apply(stats)
+        # Two passes (global mean, then global mean squared deviation), as jax_impl's BatchNorm: the one-pass
+        # E[x^2] - E[x]^2 cancels badly once |mean| >> std.
         c = x.shape[1]
-        total = stats[-1]
-        mean = stats[:c] / total
-        var = stats[c:2 * c] / total - mean * mean
+        count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
+        sums = _AllReduceSum.apply(torch.cat([x.sum(dim=(0, 2, 3)), count]))
+        total = sums[-1]
+        mean = sums[:c] / total
+        var = _AllReduceSum.apply(torch.square(x - mean.view(1, c, 1, 1)).sum(dim=(0, 2, 3))) / total
         with torch.no_grad():
             self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
             self.running_var.mul_(1 - self.momentum).add_(self.momentum * var * total / (total - 1))
@@ -151,7 +152,8 @@ def convert_to_cross_rank_bn(model: nn.Module) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for name, child in model.named_children():
         if type(child) is nn.BatchNorm2d:
-            replacement = CrossRankBatchNorm2d(child.num_features, child.eps, child.momentum)
+            replacement = CrossRankBatchNorm2d(child.num_features, child.eps, child.momentum,
+                                               device=child.weight.device, dtype=child.weight.dtype)
             replacement.load_state_dict(child.state_dict())
             setattr(model, name, replacement)
         else:

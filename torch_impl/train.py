@@ -49,7 +49,7 @@ def train_step(model, optimizer, images, labels, lr: float, amp_dtype=None):
         group["lr"] = lr
     with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels)
+        loss = F.cross_entropy(logits if amp_dtype is None else logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

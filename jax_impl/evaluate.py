@@ -1,0 +1,31 @@
+"""python -m jax_impl.evaluate --checkpoint C: test error of a JAX checkpoint or a neutral weights file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cifar_core import evaluation, weights
+from cifar_core.data import DataError
+
+from . import checkpoint
+from .model import ResNet
+from .train import evaluate, make_mesh, replicate
+
+
+def main(argv=None) -> float:
+    args = evaluation.build_parser("jax_impl").parse_args(argv)
+    path = Path(args.checkpoint)
+    try:
+        variables, depth, metadata = checkpoint.load_any(path)
+        images, labels = evaluation.test_set(evaluation.recipe_of(metadata), args.data_dir)
+    except (FileNotFoundError, DataError, weights.WeightsError) as error:
+        sys.exit(f"error: {error}")
+    mesh = make_mesh()
+    error = evaluate(ResNet(depth), replicate(mesh, variables), images, labels, args.batch_size, mesh)
+    print(f"{path}: test error {100 * error:.2f}% on {len(labels)} images")
+    return error
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Drive both backends from the same weights and the same batches; used by the parity tests and by
+scripts/parity_report.py (which runs the same checks at full size).
+
+Everything starts from one set of neutral weights (PyTorch's initialisation), so any difference between the
+backends is a difference in the function they compute or in the optimiser, never in the starting point.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+import torch
+
+from cifar_core import data, pipeline
+from cifar_core.recipe import Recipe
+from cifar_core.synthetic import make_dataset
+from jax_impl import checkpoint as jax_ckpt
+from jax_impl import train as jax_train
+from jax_impl.model import ResNet
+from torch_impl import checkpoint as torch_ckpt
+from torch_impl import train as torch_train
+from torch_impl.model import resnet
+
+TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
+
+
+def relative_error(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def max_relative_error(tensors_a: dict, tensors_b: dict) -> float:
+    """Worst per-tensor relative error over two neutral weight dicts with the same names."""
+    assert set(tensors_a) == set(tensors_b)
+    return max(relative_error(tensors_a[k], tensors_b[k]) for k in tensors_a)
+
+
+def initial_weights(depth: int, seed: int = 0) -> dict:
+    return torch_ckpt.to_neutral(resnet(depth, seed=seed))
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+def real_data_dir() -> str | None:
+    path = os.environ.get("CIFAR10_DIR")
+    if path and data._source_in(Path(path)) is not None:
+        return path
+    return None
+
+
+def train_batches(recipe: Recipe, steps: int, dataset=None) -> tuple[list, str]:
+    """The core's planned batches for `steps` steps: real CIFAR-10 when available, else a synthetic stand-in."""
+    source = "synthetic"
+    if dataset is None and real_data_dir():
+        dataset, source = data.load(real_data_dir()), "CIFAR-10"
+    stream = pipeline.build(recipe, dataset=dataset if dataset is not None else make_dataset(2000, 200)).train
+    return [stream.batch(step) for step in range(steps)], source
+
+
+# --------------------------------------------------------------------------------------------- torch
+
+
+def torch_model(tensors: dict, dtype=np.float64) -> torch.nn.Module:
+    from cifar_core.weights import depth_of
+    model = resnet(depth_of(tensors)).to(TORCH_DTYPE[dtype])
+    return torch_ckpt.from_neutral(model, tensors)
+
+
+def torch_input(images: np.ndarray, dtype) -> torch.Tensor:
+    return torch_train.to_device(images, torch.device("cpu"), False, TORCH_DTYPE[dtype])
+
+
+def torch_forward(tensors, images, train: bool, dtype=np.float64):
+    """Logits, and the neutral weights after the forward (train mode updates BN running statistics)."""
+    model = torch_model(tensors, dtype).train(train)
+    with torch.no_grad():
+        logits = model(torch_input(images, dtype)).numpy()
+    return logits, torch_ckpt.to_neutral(model)
+
+
+def torch_gradients(tensors, images, labels, dtype=np.float64) -> tuple[float, dict]:
+    model = torch_model(tensors, dtype).train()
+    loss = torch.nn.functional.cross_entropy(model(torch_input(images, dtype)), torch.from_numpy(labels).long())
+    loss.backward()
+    return loss.item(), {name: p.grad.numpy() for name, p in model.named_parameters()}
+
+
+def torch_train_losses(tensors, batches, recipe: Recipe, dtype=np.float64) -> tuple[list, dict]:
+    model = torch_model(tensors, dtype).train()
+    optimizer = torch_train.make_optimizer(model, recipe)
+    losses = []
+    for step, (images, labels) in enumerate(batches):
+        loss_sum, _ = torch_train.train_step(model, optimizer, torch_input(images, dtype),
+                                             torch.from_numpy(labels).long(), recipe.lr_at(step))
+        losses.append(loss_sum.item() / len(labels))
+    return losses, torch_ckpt.to_neutral(model)
+
+
+# --------------------------------------------------------------------------------------------- jax
+
+
+def _x64(dtype):
+    return jax.enable_x64(dtype == np.float64)
+
+
+def jax_forward(tensors, images, train: bool, dtype=np.float64):
+    with _x64(dtype):
+        variables = jax_ckpt.from_neutral(tensors, dtype)
+        model = ResNet(depth_of_tensors(tensors), dtype=dtype)
+        if train:
+            logits, updates = model.apply(variables, images.astype(dtype), train=True, mutable=["batch_stats"])
+            variables = {**variables, "batch_stats": updates["batch_stats"]}
+        else:
+            logits = model.apply(variables, images.astype(dtype), train=False)
+        return np.asarray(logits), jax_ckpt.to_neutral(jax.device_get(variables))
+
+
+def jax_gradients(tensors, images, labels, dtype=np.float64) -> tuple[float, dict]:
+    import optax
+    with _x64(dtype):
+        variables = jax_ckpt.from_neutral(tensors, dtype)
+        model = ResNet(depth_of_tensors(tensors), dtype=dtype)
+
+        def loss_fn(params):
+            logits, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                                    images.astype(dtype), train=True, mutable=["batch_stats"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(variables["params"])
+        grads = jax_ckpt.to_neutral({"params": jax.device_get(grads), "batch_stats": {}})
+        return float(loss), grads
+
+
+def jax_train_losses(tensors, batches, recipe: Recipe, dtype=np.float64, num_devices: int = 1,
+                     cross_device_bn: bool = False) -> tuple[list, dict]:
+    with _x64(dtype):
+        mesh = jax_train.make_mesh(num_devices)
+        model = ResNet(depth_of_tensors(tensors), dtype=dtype,
+                       bn_axis_name=jax_train.DATA_AXIS if cross_device_bn else None)
+        variables = jax_ckpt.from_neutral(tensors, dtype)
+        state = jax_train.TrainState.create(apply_fn=model.apply, params=variables["params"],
+                                            batch_stats=variables["batch_stats"],
+                                            tx=jax_train.make_optimizer(recipe))
+        state = jax_train.replicate(mesh, state)
+        step_fn = jax_train.compile_train_step(mesh)
+        losses = []
+        for images, labels in batches:
+            state, metrics = step_fn(state, jax_train.global_batch(mesh, images.astype(dtype)),
+                                     jax_train.global_batch(mesh, labels))
+            losses.append(float(metrics["loss_sum"]) / len(labels))
+        final = jax_ckpt.to_neutral(jax.device_get({"params": state.params, "batch_stats": state.batch_stats}))
+        return losses, final
+
+
+def depth_of_tensors(tensors) -> int:
+    from cifar_core.weights import depth_of
+    return depth_of(tensors)
+
+
+# --------------------------------------------------------------------------------------------- torch DDP
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torch_ddp_train_losses(tensors, batches, recipe: Recipe, world: int, sync_bn: bool,
+                           dtype=np.float64) -> tuple[list, dict]:
+    """Train with `world` gloo processes (torch.multiprocessing, CPU), each on its slice of every batch."""
+    import torch.multiprocessing as mp
+    from . import ddp_worker
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs, output = Path(tmp) / "inputs.npz", Path(tmp) / "output.npz"
+        np.savez(inputs, images=np.stack([b[0] for b in batches]), labels=np.stack([b[1] for b in batches]),
+                 **{f"w/{k}": v for k, v in tensors.items()})
+        mp.spawn(ddp_worker.worker, nprocs=world, join=True,
+                 args=(world, free_port(), str(inputs), str(output), recipe.to_dict(), sync_bn,
+                       np.dtype(dtype).name))
+        result = np.load(output)
+        return result["losses"].tolist(), {k[2:]: result[k] for k in result.files if k.startswith("w/")}

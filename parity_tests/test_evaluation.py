@@ -1,0 +1,44 @@
+"""7. Evaluation: the final weights of each committed real run (results/runs/*), converted through the
+neutral format, give the same predictions on the whole CIFAR-10 test set in both backends, and the test
+error its run recorded in final.json."""
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from cifar_core import evaluation, weights
+
+from . import harness
+
+RUNS = Path(__file__).resolve().parent.parent / "results" / "runs"
+CHECKPOINTS = sorted(RUNS.glob("*/checkpoints/final.safetensors"))
+
+
+@pytest.mark.skipif(not CHECKPOINTS, reason="no committed run with final weights under results/runs")
+@pytest.mark.parametrize("path", CHECKPOINTS, ids=lambda p: p.parent.parent.name)
+def test_same_predictions_on_the_test_set(path):
+    if harness.real_data_dir() is None:
+        pytest.skip("real CIFAR-10 not available: set CIFAR10_DIR")
+    from jax_impl.model import ResNet
+    from jax_impl.checkpoint import from_neutral
+    tensors, depth = weights.load(path)
+    images, labels = evaluation.test_set(evaluation.recipe_of(weights.metadata(path)), harness.real_data_dir())
+    model = harness.torch_model(tensors, np.float32).eval()
+    variables = from_neutral(tensors)
+    apply = jax.jit(lambda v, x: ResNet(depth).apply(v, x, train=False))
+    torch_logits, jax_logits = [], []
+    with torch.inference_mode():
+        for start in range(0, len(images), 1000):
+            chunk = images[start:start + 1000]
+            torch_logits.append(model(harness.torch_input(chunk, np.float32)).numpy())
+            jax_logits.append(np.asarray(apply(variables, chunk)))
+    torch_logits, jax_logits = np.concatenate(torch_logits), np.concatenate(jax_logits)
+    assert harness.relative_error(jax_logits, torch_logits) < 1e-4  # float32
+    torch_pred, jax_pred = torch_logits.argmax(1), jax_logits.argmax(1)
+    np.testing.assert_array_equal(jax_pred, torch_pred)
+    final = json.loads((path.parent.parent / "final.json").read_text())
+    assert np.mean(torch_pred != labels) == pytest.approx(final["final_test_error"], abs=1e-12)

@@ -1,0 +1,56 @@
+"""6. Multi-device: JAX on 4 (virtual CPU) devices and PyTorch DDP on 2 gloo processes, in both BN modes,
+float64, from the same weights on the same global batches.
+
+- cross-device BN (JAX bn axis / PyTorch SyncBN): every configuration computes the single-device function,
+  so JAX x4, JAX x1, PyTorch DDP x2 and PyTorch x1 all agree.
+- per-device BN: the result depends on how the batch is split, so JAX runs on 2 of its 4 devices to match
+  the 2 DDP ranks (each device/rank normalises its own half; running statistics follow device/rank 0).
+"""
+
+import jax
+import pytest
+
+from . import harness
+
+DEPTH, BATCH, STEPS = 8, 16, 12
+TOL = 1e-10
+
+
+@pytest.fixture(scope="module")
+def setup(weights0):
+    if jax.device_count() < 4:
+        pytest.fail("needs 4 CPU devices: run pytest from the repository root (conftest.py sets XLA_FLAGS)")
+    recipe = harness.Recipe(depth=DEPTH, batch_size=BATCH, iterations=STEPS)
+    batches, _ = harness.train_batches(recipe, STEPS)
+    single_torch = harness.torch_train_losses(weights0, batches, recipe)
+    return recipe, batches, single_torch
+
+
+def assert_same(run, reference):
+    (losses, weights), (ref_losses, ref_weights) = run, reference
+    assert harness.relative_error(losses, ref_losses) < TOL
+    assert harness.max_relative_error(weights, ref_weights) < TOL
+
+
+def test_jax_four_devices_cross_bn_equals_one_device(weights0, setup):
+    recipe, batches, single_torch = setup
+    one = harness.jax_train_losses(weights0, batches, recipe, num_devices=1)
+    four = harness.jax_train_losses(weights0, batches, recipe, num_devices=4, cross_device_bn=True)
+    assert_same(four, one)
+    assert_same(four, single_torch)
+
+
+def test_torch_ddp_sync_bn_equals_one_process_and_jax(weights0, setup):
+    recipe, batches, single_torch = setup
+    ddp = harness.torch_ddp_train_losses(weights0, batches, recipe, world=2, sync_bn=True)
+    assert_same(ddp, single_torch)
+    assert_same(ddp, harness.jax_train_losses(weights0, batches, recipe, num_devices=4, cross_device_bn=True))
+
+
+def test_per_device_bn_jax_equals_torch_ddp(weights0, setup):
+    recipe, batches, single_torch = setup
+    ddp = harness.torch_ddp_train_losses(weights0, batches, recipe, world=2, sync_bn=False)
+    jax_two = harness.jax_train_losses(weights0, batches, recipe, num_devices=2, cross_device_bn=False)
+    assert_same(jax_two, ddp)
+    # and per-device BN really is a different function from the single-device one
+    assert harness.relative_error(ddp[0], single_torch[0]) > 1e-6

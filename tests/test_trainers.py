@@ -1,0 +1,195 @@
+"""Both trainers, end to end on a tiny CIFAR-10 archive: the run directory, exact resume after SIGTERM,
+NaN detection, bad flags. Every test runs once per backend; backend-specific ones follow."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_core import synthetic
+from cifar_core.run import read_metrics
+
+import jax_impl.train
+import torch_impl.train
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAINERS = {"torch_impl": torch_impl.train, "jax_impl": jax_impl.train}
+TINY = ["--depth", "8", "--batch-size", "16", "--log-every", "1", "--no-progress"]
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    synthetic.write_archive(tmp_path / "data", train_per_batch=40, test_size=40)  # 180 train, 20 val, 40 test
+    return str(tmp_path / "data")
+
+
+def train(backend, data_dir, run_dir, *flags):
+    return TRAINERS[backend].main([*TINY, "--data-dir", data_dir, "--run-dir", str(run_dir), *flags])
+
+
+def losses(run_dir):
+    return [r["loss"] for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r["kind"] == "train"]
+
+
+def wrap_steps(backend, monkeypatch, change):
+    """Route every training step through change(call_index, outputs) -> outputs."""
+    calls = []
+    if backend == "torch_impl":
+        original = torch_impl.train.train_step
+
+        def step(*args, **kwargs):
+            calls.append(None)
+            return change(len(calls), original(*args, **kwargs))
+        monkeypatch.setattr(torch_impl.train, "train_step", step)
+    else:
+        original = jax_impl.train.compile_train_step
+
+        def compile_step(mesh):
+            compiled = original(mesh)
+
+            def step(*args):
+                calls.append(None)
+                return change(len(calls), compiled(*args))
+            return step
+        monkeypatch.setattr(jax_impl.train, "compile_train_step", compile_step)
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_run_directory_is_complete(backend, data_dir, tmp_path):
+    run = tmp_path / "run"
+    final = train(backend, data_dir, run, "--iterations", "6", "--eval-every", "3")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "final.json", "metrics.jsonl"]
+    assert {p.name for p in (run / "checkpoints").iterdir()} >= {"best.safetensors", "final.safetensors"}
+    config = json.loads((run / "config.json").read_text())
+    assert config["backend"] == backend and config["recipe"]["iterations"] == 6
+    assert {"commit", "dirty"} <= set(config["git"]) and config["hardware"]["cpu_count"] >= 1
+    assert config["data"]["n_train"] == 180 and config["data"]["n_val"] == 20
+    records = read_metrics(run / "metrics.jsonl")
+    train_records = [r for r in records if r["kind"] == "train"]
+    eval_records = [r for r in records if r["kind"] == "eval"]
+    assert [r["step"] for r in train_records] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in eval_records] == [3, 6]
+    assert set(train_records[0]) == {"kind", "step", "epoch", "lr", "loss", "train_error", "images_per_s", "wall_time"}
+    assert set(eval_records[0]) == {"kind", "step", "epoch", "lr", "val_error", "test_error", "wall_time"}
+    assert all(math.isfinite(r["loss"]) and 0 <= r["train_error"] <= 1 for r in train_records)
+    saved = json.loads((run / "final.json").read_text())
+    assert saved == final
+    assert saved["parameters"] == 75_290 and saved["steps_completed"] == 6
+    assert saved["final_test_error"] == eval_records[-1]["test_error"]
+    assert saved["best_val_error"] == min(r["val_error"] for r in eval_records)
+
+
+def test_both_backends_write_the_same_keys(data_dir, tmp_path):
+    finals = {b: train(b, data_dir, tmp_path / b, "--iterations", "2") for b in TRAINERS}
+    assert set(finals["torch_impl"]) == set(finals["jax_impl"])
+    configs = {b: json.loads((tmp_path / b / "config.json").read_text()) for b in TRAINERS}
+    assert set(configs["torch_impl"]) == set(configs["jax_impl"])
+    assert configs["torch_impl"]["recipe"] == configs["jax_impl"]["recipe"]
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_sigterm_saves_and_resume_continues_exactly(backend, data_dir, tmp_path, monkeypatch):
+    flags = ("--iterations", "8", "--eval-every", "3")
+    train(backend, data_dir, tmp_path / "whole", *flags)
+
+    def terminate_at_step_5(call, outputs):
+        if call == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return outputs
+    with monkeypatch.context() as patch:
+        wrap_steps(backend, patch, terminate_at_step_5)
+        with pytest.raises(SystemExit) as stopped:
+            train(backend, data_dir, tmp_path / "split", *flags)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")[:5]
+    train(backend, data_dir, tmp_path / "split", *flags, "--resume")
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")  # bit for bit, every step
+    whole = json.loads((tmp_path / "whole" / "final.json").read_text())
+    split = json.loads((tmp_path / "split" / "final.json").read_text())
+    for key in ("final_val_error", "final_test_error", "best_val_error", "best_val_step", "best_val_test_error"):
+        assert split[key] == whole[key], key
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(backend, data_dir, tmp_path, monkeypatch, capsys):
+    def poison_step_5(call, outputs):
+        if call < 5:
+            return outputs
+        if backend == "torch_impl":
+            loss, right = outputs
+            return loss * float("nan"), right
+        state, metrics = outputs
+        return state, {**metrics, "loss_sum": metrics["loss_sum"] * float("nan")}
+    wrap_steps(backend, monkeypatch, poison_step_5)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        train(backend, data_dir, run, "--iterations", "8", "--eval-every", "2")
+    message = str(stopped.value.code)
+    assert "nan" in message and "step 4" in message and "checkpoint" in message
+    assert not (run / "final.json").exists()
+    checkpoint = next((run / "checkpoints").glob("last.*"))
+    if backend == "torch_impl":
+        import torch
+        assert torch.load(checkpoint, weights_only=False)["step"] == 4
+    else:
+        from flax import serialization
+        assert serialization.msgpack_restore(checkpoint.read_bytes())["step"] == 4
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_existing_run_is_not_overwritten(backend, data_dir, tmp_path):
+    run = tmp_path / "run"
+    train(backend, data_dir, run, "--iterations", "2")
+    before = (run / "metrics.jsonl").read_text()
+    with pytest.raises(SystemExit) as stopped:
+        train(backend, data_dir, run, "--iterations", "2")
+    assert "--resume" in str(stopped.value.code)
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_missing_data_is_a_clear_error(backend, tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        TRAINERS[backend].main([*TINY, "--data-dir", str(tmp_path / "nowhere"), "--run-dir", str(tmp_path / "r")])
+    assert "--data-dir" in str(stopped.value.code)
+
+
+# ------------------------------------------------------------------------------------------ JAX only
+
+
+def test_jax_indivisible_batch_is_a_clear_error(data_dir, tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        train("jax_impl", data_dir, tmp_path / "r", "--batch-size", "18", "--num-devices", "4")
+    assert "18" in str(stopped.value.code) and "4 devices" in str(stopped.value.code)
+
+
+def test_jax_four_devices_cross_bn_equals_one_device(data_dir, tmp_path):
+    """float32 through the CLI (float64 equality to 1e-10: parity_tests/test_multi_device.py)."""
+    one = train("jax_impl", data_dir, tmp_path / "one", "--iterations", "4", "--num-devices", "1")
+    four = train("jax_impl", data_dir, tmp_path / "four", "--iterations", "4", "--num-devices", "4",
+                 "--cross-device-bn")
+    np.testing.assert_allclose(losses(tmp_path / "four"), losses(tmp_path / "one"), rtol=1e-5)
+    assert four["final_test_error"] == one["final_test_error"]
+
+
+# ------------------------------------------------------------------------------------------ PyTorch only
+
+
+def test_torchrun_two_processes_sync_bn_equals_one_process(data_dir, tmp_path):
+    """float32 through torchrun and gloo (float64 equality to 1e-10: parity_tests/test_multi_device.py)."""
+    flags = [*TINY, "--data-dir", data_dir, "--iterations", "4", "--sync-bn"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                    "-m", "torch_impl.train", *flags, "--run-dir", str(tmp_path / "two")],
+                   check=True, cwd=ROOT, env=env, capture_output=True, timeout=300)
+    torch_impl.train.main([*flags, "--run-dir", str(tmp_path / "one")])
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["options"]["world_size"] == 2
+    np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5)
