@@ -69,8 +69,9 @@ class Tracker:
         finally:
             self.interval_start = time.perf_counter()
 
-    def state(self, checkpoint_step: int) -> dict:
-        """What a checkpoint must carry for the bookkeeping to resume exactly."""
+    def checkpoint_state(self, checkpoint_step: int) -> dict:
+        """What a checkpoint must carry for the bookkeeping to resume exactly; the caller is writing it."""
+        self.last_good_checkpoint = checkpoint_step
         return {"best_val_error": self.best_val_error, "best_val_step": self.best_val_step,
                 "best_val_test_error": self.best_val_test_error, "train_time": self.train_time,
                 "wall_time": self.wall_time(), "checkpoint_step": checkpoint_step}

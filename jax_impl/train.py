@@ -191,7 +191,7 @@ def run(args) -> dict | None:
         if proc == 0:
             checkpoint.save(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, state, step,
                             {"seed": recipe.seed, "step": step, "epoch": step // data.train.steps_per_epoch},
-                            tracker.state(step), recipe.to_dict())
+                            tracker.checkpoint_state(step), recipe.to_dict())
 
     def export(name, step):
         if proc == 0:

@@ -22,6 +22,7 @@ import torch_impl.train
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAINERS = {"torch_impl": torch_impl.train, "jax_impl": jax_impl.train}
+pytestmark = pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
 TINY = ["--depth", "8", "--batch-size", "16", "--log-every", "1", "--no-progress"]
 
 

@@ -134,14 +134,14 @@ def run(args) -> dict | None:
     model = resnet(recipe.depth, seed=recipe.seed).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if args.sync_bn and world > 1:  # before the optimizer is built: the BN layers are new modules
+        model = convert_to_cross_rank_bn(model)
     optimizer = make_optimizer(model, recipe)
     start_step, tracker_state = 0, None
     if args.resume:
         state = checkpoint.load(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, model, optimizer)
         start_step, tracker_state = state["step"], state["tracker"]
         run_dir.truncate_metrics(start_step)
-    if args.sync_bn and world > 1:
-        model = convert_to_cross_rank_bn(model)
     if world > 1:
         # broadcast_buffers (default): BN running statistics follow rank 0's, as in jax_impl's per-device BN.
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -156,7 +156,7 @@ def run(args) -> dict | None:
     def save_checkpoint(step):
         checkpoint.save(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, model, optimizer, step,
                         {"seed": recipe.seed, "step": step, "epoch": step // data.train.steps_per_epoch},
-                        tracker.state(step), recipe.to_dict())
+                        tracker.checkpoint_state(step), recipe.to_dict())
 
     def evaluate_all():
         return (evaluate(eval_model, data.val_images, data.val_labels, recipe.eval_batch_size, device, channels_last),
