@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from cifar_core import cli, pipeline
 from cifar_core.data import DataError
 from cifar_core.loop import NonFiniteLossError, StopSignal, Tracker
-from cifar_core.plan import eval_batches
+from cifar_core.plan import CROP, PAD, eval_batches
 from cifar_core.run import RunDir, RunDirError, default_run_dir
 from cifar_core.weights import WeightsError
 
@@ -100,6 +100,35 @@ def compile_train_step(mesh: Mesh):
     return jax.jit(sharded, donate_argnums=0)
 
 
+def augment_on_device(images, offsets, flips):
+    """The core's pad-crop-flip (cifar_core.plan.augment) on device-resident normalised NHWC images: a gather,
+    so the pixels are bit-identical to the NumPy materializer's."""
+    padded = jnp.pad(images, ((0, 0), (PAD, PAD), (PAD, PAD), (0, 0)))
+    window = jnp.arange(CROP)
+    rows = offsets[:, 0, None] + window
+    cols = offsets[:, 1, None] + window
+    cols = jnp.where(flips[:, None], cols[:, ::-1], cols)
+    return padded[jnp.arange(images.shape[0])[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+class DeviceStream:
+    """The train split resident on every device; each step moves only the plan (indices, offsets, flips).
+    Single-process only: multi-host runs materialise their share on the host."""
+
+    def __init__(self, stream, mesh: Mesh):
+        self.stream = stream
+        self.images = replicate(mesh, stream.images)
+        self.labels = replicate(mesh, stream.labels)
+        sharded = NamedSharding(mesh, P(DATA_AXIS))
+        self._gather = jax.jit(lambda images, labels, rows, offsets, flips:
+                               (augment_on_device(images[rows], offsets, flips), labels[rows]),
+                               out_shardings=(sharded, sharded))
+
+    def batch(self, step: int):
+        plan = self.stream.plan(step)
+        return self._gather(self.images, self.labels, plan.rows, plan.offsets, plan.flips)
+
+
 def global_batch(mesh: Mesh, local: np.ndarray) -> jax.Array:
     """This process's rows of a global batch -> one array sharded along the data axis over all devices."""
     return jax.make_array_from_process_local_data(NamedSharding(mesh, P(DATA_AXIS)), local)
@@ -147,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--coordinator-address", help="multi-host: host:port of process 0 (jax.distributed)")
     group.add_argument("--num-processes", type=int, help="multi-host: number of processes")
     group.add_argument("--process-id", type=int, help="multi-host: this process's index")
+    group.add_argument("--data-on-device", action=argparse.BooleanOptionalAction, default=None,
+                       help="keep the train split on the devices and crop/flip there (default: on for GPU/TPU)")
     return parser
 
 
@@ -181,7 +212,11 @@ def run(args) -> dict | None:
     state = replicate(mesh, state)
     step_fn = compile_train_step(mesh)
 
-    options = {"cross_device_bn": args.cross_device_bn, "num_devices": mesh.size, "process_count": procs}
+    data_on_device = args.data_on_device if args.data_on_device is not None else jax.default_backend() != "cpu"
+    if data_on_device and procs > 1:
+        raise ValueError("--data-on-device is single-process; multi-host runs feed each process's share.")
+    options = {"cross_device_bn": args.cross_device_bn, "num_devices": mesh.size, "process_count": procs,
+               "data_on_device": data_on_device}
     run_dir.write_config(options, versions(), [str(d) for d in mesh.devices.flat], data.info)
 
     def variables():
@@ -202,14 +237,20 @@ def run(args) -> dict | None:
         return (evaluate(eval_model, variables(), data.val_images, data.val_labels, recipe.eval_batch_size, mesh),
                 evaluate(eval_model, variables(), data.test_images, data.test_labels, recipe.eval_batch_size, mesh))
 
+    if data_on_device:
+        next_batch = DeviceStream(data.train, mesh).batch
+    else:
+        def next_batch(step):
+            images, labels = data.train.batch(step, proc, procs)
+            return global_batch(mesh, images), global_batch(mesh, labels)
+
     tracker = Tracker(run_dir, recipe, data.train.steps_per_epoch, start_step, tracker_state,
                       progress=not args.no_progress)
     loss_sum = correct = 0.0
     step = start_step
     with StopSignal() as stop:
         while step < recipe.iterations:
-            images, labels = data.train.batch(step, proc, procs)
-            state, metrics = step_fn(state, global_batch(mesh, images), global_batch(mesh, labels))
+            state, metrics = step_fn(state, *next_batch(step))
             loss_sum, correct = loss_sum + metrics["loss_sum"], correct + metrics["correct"]  # stays on device
             step += 1
             if tracker.should_log(step):

@@ -11,9 +11,12 @@ layer. SGD at lr 0.1 is chaotic: the gap grows ~10% a step (1e-13 at step 0, 1e-
 CIFAR-10 at batch 32, ResNet-8), on losses and weights alike. A broken convention (BN momentum, weight decay
 after momentum, lr schedule, padding, init) moves the final weights by 1e-3 or more.
 
-float32: training amplifies rounding differences (every step feeds the next), so each backend's float32
-trajectory leaves the common float64 one. Both must leave it equally slowly: the worst |loss32 - loss64|
-of one backend is within FLOAT32_FACTOR of the other's.
+float32: training amplifies rounding differences (every step feeds the next), and a ReLU input within
+rounding of zero can take either side of the kink, so each backend's float32 trajectory leaves the common
+float64 one at its own pace (PyTorch's measured 1e-4 to 1e-3 after 20-200 steps, JAX's often 10x less). The
+check is one-sided: JAX's worst |loss32 - loss64| must stay within FLOAT32_FACTOR of PyTorch's. JAX is the
+backend with a precision knob that silently lowers float32 matmul/conv precision (default_matmul_precision,
+TF32 on GPUs); PyTorch's CPU float32 here is the reference. Both must stay well inside 0.1 (no blow-up).
 """
 
 import numpy as np
@@ -76,4 +79,4 @@ def test_per_step_losses_float32_within_float32_noise(weights0, setup, float64_r
     torch_err = np.max(np.abs(np.subtract(torch32, reference)))
     jax_err = np.max(np.abs(np.subtract(jax32, reference)))
     assert 0 < torch_err < 0.1 and 0 < jax_err < 0.1
-    assert jax_err <= FLOAT32_FACTOR * torch_err and torch_err <= FLOAT32_FACTOR * jax_err
+    assert jax_err <= FLOAT32_FACTOR * torch_err

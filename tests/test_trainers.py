@@ -194,3 +194,10 @@ def test_torchrun_two_processes_sync_bn_equals_one_process(data_dir, tmp_path):
     torch_impl.train.main([*flags, "--run-dir", str(tmp_path / "one")])
     assert json.loads((tmp_path / "two" / "config.json").read_text())["options"]["world_size"] == 2
     np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_data_on_device_trains_exactly_as_host_feeding(backend, data_dir, tmp_path):
+    train(backend, data_dir, tmp_path / "host", "--iterations", "3", "--no-data-on-device")
+    train(backend, data_dir, tmp_path / "device", "--iterations", "3", "--data-on-device")
+    assert losses(tmp_path / "device") == losses(tmp_path / "host")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from cifar_core import cli, pipeline
 from cifar_core.data import DataError
 from cifar_core.loop import NonFiniteLossError, StopSignal, Tracker
-from cifar_core.plan import eval_batches
+from cifar_core.plan import CROP, PAD, eval_batches
 from cifar_core.run import RunDir, RunDirError, default_run_dir
 from cifar_core.weights import WeightsError
 
@@ -41,6 +41,34 @@ def to_device(images: np.ndarray, device, channels_last: bool, dtype=torch.float
     """NHWC NumPy -> NCHW tensor. The permuted view already has channels_last strides, so that layout is free."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).to(device=device, dtype=dtype, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def augment_on_device(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """The core's pad-crop-flip (cifar_core.plan.augment) on device-resident normalised NHWC images: a gather,
+    so the pixels are bit-identical to the NumPy materializer's."""
+    padded = F.pad(images, (0, 0, PAD, PAD, PAD, PAD))  # NHWC: pad W, then H, with zeros
+    window = torch.arange(CROP, device=images.device)
+    rows = offsets[:, 0, None] + window
+    cols = offsets[:, 1, None] + window
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    batch = torch.arange(len(images), device=images.device)[:, None, None]
+    return padded[batch, rows[:, :, None], cols[:, None, :]]
+
+
+class DeviceStream:
+    """The train split resident on the device; each step moves only the plan (indices, offsets, flips)."""
+
+    def __init__(self, stream, device):
+        self.stream, self.device = stream, device
+        self.images = torch.from_numpy(stream.images).to(device)
+        self.labels = torch.from_numpy(stream.labels).long().to(device)
+
+    def batch(self, step: int, shard: int = 0, num_shards: int = 1):
+        plan = self.stream.plan(step).shard(shard, num_shards)
+        rows = torch.from_numpy(plan.rows).to(self.device, non_blocking=True)
+        images = augment_on_device(self.images[rows], torch.from_numpy(plan.offsets).to(self.device),
+                                   torch.from_numpy(plan.flips).to(self.device))
+        return images, self.labels[rows]
 
 
 def train_step(model, optimizer, images, labels, lr: float, amp_dtype=None):
@@ -98,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--sync-bn", action="store_true",
                        help="BN statistics over the global batch (default: per rank, as the paper's 2-GPU runs)")
     group.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")
+    group.add_argument("--data-on-device", action=argparse.BooleanOptionalAction, default=None,
+                       help="keep the train split on the device and crop/flip there (default: on for CUDA)")
     return parser
 
 
@@ -119,6 +149,7 @@ def run(args) -> dict | None:
         raise ValueError(f"--batch-size {recipe.batch_size} does not divide across {world} processes; "
                          f"use a multiple of {world}.")
     channels_last = args.channels_last if args.channels_last is not None else device.type == "cuda"
+    data_on_device = args.data_on_device if args.data_on_device is not None else device.type == "cuda"
     amp_dtype = torch.bfloat16 if args.amp == "bf16" else None
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     if args.deterministic:
@@ -149,7 +180,7 @@ def run(args) -> dict | None:
     eval_model = checkpoint.unwrap(model)
 
     options = {k: getattr(args, k) for k in ("compile", "amp", "tf32", "sync_bn", "deterministic")}
-    options.update(channels_last=channels_last, device=str(device), world_size=world)
+    options.update(channels_last=channels_last, data_on_device=data_on_device, device=str(device), world_size=world)
     devices = [torch.cuda.get_device_name(device)] if device.type == "cuda" else ["cpu"]
     run_dir.write_config(options, versions(), devices * world, data.info)
 
@@ -162,6 +193,18 @@ def run(args) -> dict | None:
         return (evaluate(eval_model, data.val_images, data.val_labels, recipe.eval_batch_size, device, channels_last),
                 evaluate(eval_model, data.test_images, data.test_labels, recipe.eval_batch_size, device, channels_last))
 
+    if data_on_device:
+        device_stream = DeviceStream(data.train, device)
+
+        def next_batch(step):
+            images, labels = device_stream.batch(step, rank, world)
+            memory_format = torch.channels_last if channels_last else torch.contiguous_format
+            return images.permute(0, 3, 1, 2).contiguous(memory_format=memory_format), labels
+    else:
+        def next_batch(step):
+            images, labels = data.train.batch(step, rank, world)
+            return to_device(images, device, channels_last), torch.from_numpy(labels).long().to(device)
+
     tracker = Tracker(run_dir, recipe, data.train.steps_per_epoch, start_step, tracker_state,
                       progress=not args.no_progress)
     loss_sum = correct = torch.zeros((), device=device)
@@ -169,9 +212,7 @@ def run(args) -> dict | None:
     with StopSignal() as stop:
         model.train()
         while step < recipe.iterations:
-            images, labels = data.train.batch(step, rank, world)
-            loss, right = train_step(net, optimizer, to_device(images, device, channels_last),
-                                     torch.from_numpy(labels).long().to(device), recipe.lr_at(step), amp_dtype)
+            loss, right = train_step(net, optimizer, *next_batch(step), recipe.lr_at(step), amp_dtype)
             loss_sum, correct = loss_sum + loss, correct + right
             step += 1
             if tracker.should_log(step):

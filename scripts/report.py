@@ -1,0 +1,325 @@
+"""Summarise finished runs beside He et al. 2015 (Table 6, Figure 6): a Markdown table and one error-curve figure
+per comparison group (same depth and iterations, both backends overlaid).
+
+    python scripts/report.py [--runs results/runs] [--out results]
+
+Reads every run directory under --runs (config.json, metrics.jsonl, final.json; see cifar_core/run.py), writes
+--out/README.md and --out/curves-resnet<depth>-<iterations>it.png, and prints what it wrote. A run without
+final.json (unfinished, or still running) is skipped with a note. The output depends only on the run directories,
+so running it again on the same runs gives the same README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+PAPER_ITERATIONS = 64_000  # He et al. 2015, Sec. 4.2: lr 0.1, divided by 10 at 32k and 48k, stop at 64k
+PAPER_MILESTONE_FRACTIONS = (0.5, 0.75)
+# He et al. 2015, Table 6: CIFAR-10 test error (%) of the ResNets (option A: zero-padding identity shortcuts).
+PAPER_TEST_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+PAPER_NOTES = {110: "best of 5 runs; mean 6.61±0.16"}
+PAPER_RECIPE = {"batch_size": 128, "lr": 0.1, "lr_decay": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
+BACKEND_COLOURS = {"torch_impl": "tab:red", "jax_impl": "tab:blue"}
+OTHER_COLOURS = ("tab:green", "tab:purple", "tab:orange", "tab:brown")
+
+
+class Run:
+    """One finished run directory: its config, final summary and metrics records."""
+
+    def __init__(self, path: Path, config: dict, final: dict, metrics: list):
+        self.path, self.config, self.final, self.metrics = path, config, final, metrics
+        self.name = path.name
+        recipe = config.get("recipe", {})
+        self.recipe = recipe
+        self.backend = final.get("backend") or config.get("backend") or "?"
+        self.depth = int(final.get("depth") or recipe.get("depth"))
+        self.iterations = int(final.get("iterations") or recipe.get("iterations"))
+
+    @property
+    def sort_key(self):
+        return (self.depth, self.iterations, self.backend, self.recipe.get("seed", 0), self.name)
+
+    @property
+    def group(self) -> tuple:
+        return (self.depth, self.iterations)
+
+
+def read_jsonl(path: Path) -> list:
+    """Records of metrics.jsonl; a line that does not parse (a record being written) is left out."""
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def load_runs(runs_dir: Path) -> tuple[list, list]:
+    """(finished runs sorted by depth, iterations, backend, seed, name; [(name, why skipped)])."""
+    runs, skipped = [], []
+    candidates = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+    for path in candidates:
+        if not any((path / f).exists() for f in ("config.json", "metrics.jsonl", "final.json")):
+            continue  # not a run directory
+        if not (path / "final.json").is_file():
+            skipped.append((path.name, "no final.json (unfinished or still running)"))
+            continue
+        try:
+            final = json.loads((path / "final.json").read_text())
+            config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+            run = Run(path, config, final, read_jsonl(path / "metrics.jsonl"))
+        except (OSError, ValueError, TypeError) as error:
+            skipped.append((path.name, f"unreadable ({type(error).__name__}: {error})"))
+            continue
+        runs.append(run)
+    runs.sort(key=lambda r: r.sort_key)
+    return runs, skipped
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def pct(fraction) -> str:
+    return "—" if fraction is None else f"{100 * fraction:.2f}%"
+
+
+def schedule_label(iterations: int, milestones=None) -> str:
+    """'64,000 (paper schedule)', '2,000 (compressed 32×)'; milestones are noted when not at 50%/75%."""
+    if iterations == PAPER_ITERATIONS:
+        label = f"{iterations:,} (paper schedule)"
+    else:
+        factor = PAPER_ITERATIONS / iterations
+        k = f"{factor:.0f}" if abs(factor - round(factor)) < 1e-9 else f"{factor:.3g}"
+        word = "compressed" if iterations < PAPER_ITERATIONS else "extended"
+        if word == "extended":
+            ratio = iterations / PAPER_ITERATIONS
+            k = f"{ratio:.0f}" if abs(ratio - round(ratio)) < 1e-9 else f"{ratio:.3g}"
+        label = f"{iterations:,} ({word} {k}×)"
+    if milestones is not None:
+        expected = [int(round(f * iterations)) for f in PAPER_MILESTONE_FRACTIONS]
+        if list(milestones) != expected:
+            label += f"; lr ÷10 at {'/'.join(f'{m:,}' for m in milestones)}"
+    return label
+
+
+def schedule_title(iterations: int) -> str:
+    if iterations == PAPER_ITERATIONS:
+        return f"{iterations:,} iterations, paper schedule"
+    return f"{iterations:,} iterations, {schedule_label(iterations).split('(', 1)[1].rstrip(')')} schedule"
+
+
+def duration(seconds) -> str:
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
+
+
+_GENERIC_DEVICE = re.compile(r"^([A-Za-z]+)[:_]?\d+\b")  # jax's str(device): 'cpu:0', 'cuda:0', 'TPU_0(...)'
+
+
+def hardware(hw: dict) -> str:
+    """CPU model (and core count) for a CPU run, otherwise the accelerator name(s) with their count."""
+    devices = hw.get("devices") or []
+    accelerators = [d for d in devices if not str(d).lower().startswith("cpu")]
+    if not accelerators:
+        cores = hw.get("cpu_count")
+        return f"{hw.get('cpu', 'CPU')}" + (f" ({cores} cores)" if cores else "")
+    names = []
+    for d in accelerators:
+        m = _GENERIC_DEVICE.match(str(d))
+        names.append(f"{m.group(1)} device (model not recorded)" if m else str(d))
+    return ", ".join(f"{n}× {name}" for name, n in sorted(Counter(names).items()))
+
+
+def commit(git: dict) -> str:
+    sha = (git or {}).get("commit")
+    if not sha:
+        return "unknown"
+    return sha[:7] + ("+dirty" if git.get("dirty") else "")
+
+
+def cell(text) -> str:
+    return str(text).replace("|", "\\|")
+
+
+# ---------------------------------------------------------------- table
+
+COLUMNS = ("Run", "Backend", "Depth", "Iterations", "Train images", "Seed", "Best val error (step)",
+           "Test error @ best val", "Final test error", "Paper test error (Table 6)", "Wall time (train)",
+           "Images/s", "Hardware", "Commit")
+
+
+def table_row(run: Run, out_dir: Path) -> list:
+    f, recipe, config = run.final, run.recipe, run.config
+    link = Path(os.path.relpath(run.path, out_dir)).as_posix()
+    iterations = schedule_label(run.iterations, recipe.get("milestones"))
+    differ = [f"{k}={recipe[k]}" for k, v in PAPER_RECIPE.items() if k in recipe and recipe[k] != v]
+    if differ:
+        iterations += f"; {', '.join(differ)}"
+    steps = f.get("steps_completed")
+    if steps is not None and steps != run.iterations:
+        iterations += f"; stopped at {steps:,}"
+    n_train = f.get("n_train_images") or config.get("data", {}).get("n_train")
+    train_images = "—" if n_train is None else f"{n_train:,}"
+    if recipe.get("full_train"):
+        train_images += " (train+val)"
+    best = pct(f.get("best_val_error"))
+    if f.get("best_val_error") is not None and f.get("best_val_step") is not None:
+        best += f" ({f['best_val_step']:,})"
+    paper = PAPER_TEST_ERROR.get(run.depth)
+    paper_cell = "—" if paper is None else f"{paper:.2f}%" + (
+        f" ({PAPER_NOTES[run.depth]})" if run.depth in PAPER_NOTES else "")
+    wall = duration(f.get("wall_time_s"))
+    if f.get("train_time_s") is not None:
+        wall += f" ({duration(f['train_time_s'])})"
+    ips = f.get("images_per_s")
+    hw = hardware(config.get("hardware", {}))
+    git = commit(config.get("git"))
+    resumed = config.get("resumed") or []
+    if resumed:
+        other_hw = sorted({hardware(r.get("hardware", {})) for r in resumed} - {hw})
+        other_git = sorted({commit(r.get("git")) for r in resumed} - {git})
+        hw += f"; resumed {len(resumed)}×" + (f" on {', '.join(other_hw)}" if other_hw else "")
+        if other_git:
+            git += f" (resumed at {', '.join(other_git)})"
+    return [f"[{run.name}]({link}/)", run.backend, str(run.depth), iterations, train_images,
+            str(recipe.get("seed", "—")), best, pct(f.get("best_val_test_error")), pct(f.get("final_test_error")),
+            paper_cell, wall, "—" if ips is None else f"{ips:,.1f}", hw, git]
+
+
+def markdown_table(rows: list) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def figure_name(depth: int, iterations: int) -> str:
+    return f"curves-resnet{depth}-{iterations}it.png"
+
+
+def readme(runs: list, skipped: list, figures: list, out_dir: Path, runs_dir: Path) -> str:
+    runs_link = Path(os.path.relpath(runs_dir, out_dir)).as_posix()
+    parts = [
+        "# Results: CIFAR-10 ResNets, PyTorch and JAX, beside He et al. 2015",
+        "",
+        "Each row is one finished run in [`" + runs_link + "/`](" + runs_link + "/), trained by `torch_impl` "
+        "(PyTorch) or `jax_impl` (JAX/Flax) with the paper's recipe (departures are noted in the Iterations "
+        "column): SGD with momentum 0.9, weight decay 1e-4, "
+        "batch 128, lr 0.1 divided by 10 at 50% and 75% of training, 4-pixel-pad random crops and horizontal "
+        "flips. The paper's schedule is 64,000 iterations (lr drops at 32k and 48k); a run with fewer iterations "
+        "is a compressed schedule, labelled with how many times shorter it is, with its lr drops at the same "
+        "50%/75% fractions, so its errors are not expected to reach the paper's. The best-val model is the "
+        "checkpoint with the lowest error on the held-out validation split (5,000 training images unless the run "
+        "used train+val), and its test error is the fair figure to compare; the paper's Table 6 figure for the "
+        "same depth is shown beside it. Errors are percentages on the 10,000 CIFAR-10 test images (val: the "
+        "held-out split); wall time covers the whole run including evaluation, with pure training time in "
+        "brackets; images/s is the training throughput. This file is written by `python scripts/report.py`.",
+        "",
+    ]
+    if runs:
+        parts += [markdown_table([table_row(r, out_dir) for r in runs]), ""]
+    else:
+        parts += ["No finished runs yet.", ""]
+    if skipped:
+        parts += ["Skipped:", ""] + [f"- `{name}`: {why}" for name, why in skipped] + [""]
+    if figures:
+        parts += ["## Figures", "",
+                  "Training error (dashed; averaged over each logging interval of augmented minibatches) and test "
+                  "error (solid) against iterations, one colour per backend, as in the paper's Figure 6; the "
+                  "dotted line is the paper's Table 6 test error for that depth, dash-dotted verticals are the lr "
+                  "drops.",
+                  ""]
+        for title, name in figures:
+            parts.append(f"- [{title}]({name})")
+        parts.append("")
+        for title, name in figures:
+            parts += [f"![{title}]({name})", ""]
+    return "\n".join(parts).rstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------- figures
+
+
+def plot_group(runs: list, path: Path) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    depth, iterations = runs[0].group
+    title = f"ResNet-{depth} on CIFAR-10, {schedule_title(iterations)}"
+    per_backend = Counter(r.backend for r in runs)
+    extra = iter(OTHER_COLOURS)
+    colours = {}
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    top = 0.0
+    for run in runs:
+        colour = colours.setdefault(run.backend, BACKEND_COLOURS.get(run.backend) or next(extra, "black"))
+        label = run.backend if per_backend[run.backend] == 1 else f"{run.backend} ({run.name})"
+        train = [(r["step"], 100 * r["train_error"]) for r in run.metrics
+                 if r.get("kind") == "train" and r.get("train_error") is not None]
+        test = [(r["step"], 100 * r["test_error"]) for r in run.metrics
+                if r.get("kind") == "eval" and r.get("test_error") is not None]
+        if train:
+            ax.plot(*zip(*train), linestyle="--", linewidth=1.0, color=colour, alpha=0.8, label=f"{label} train")
+            top = max(top, max(e for _, e in train))
+        if test:
+            ax.plot(*zip(*test), linestyle="-", linewidth=1.8, marker="o", markersize=3, color=colour,
+                    label=f"{label} test")
+            top = max(top, max(e for _, e in test))
+    for i, m in enumerate(runs[0].recipe.get("milestones") or []):
+        ax.axvline(m, color="0.55", linestyle="-.", linewidth=0.8, zorder=0, label="lr ÷10" if i == 0 else None)
+    paper = PAPER_TEST_ERROR.get(depth)
+    if paper is not None:
+        ax.axhline(paper, color="black", linestyle=":", linewidth=1.2, label=f"paper ResNet-{depth} ({paper:.2f}%)")
+    ax.set_xlim(0, iterations)
+    ax.set_ylim(0, min(100.0, max(top, paper or 0) * 1.05) or 100.0)
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("error (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return title
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="results/runs", help="folder of run directories (default: results/runs)")
+    parser.add_argument("--out", default="results", help="where README.md and the figures go (default: results)")
+    args = parser.parse_args(argv)
+    runs_dir, out_dir = Path(args.runs), Path(args.out)
+    if not runs_dir.is_dir():
+        sys.exit(f"error: {runs_dir} is not a folder of run directories")
+    runs, skipped = load_runs(runs_dir)
+    for name, why in skipped:
+        print(f"skipped {runs_dir / name}: {why}", file=sys.stderr)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups: dict = {}
+    for run in runs:
+        groups.setdefault(run.group, []).append(run)
+    figures = []
+    for (depth, iterations), members in sorted(groups.items()):
+        path = out_dir / figure_name(depth, iterations)
+        figures.append((plot_group(members, path), path.name))
+        print(f"wrote {path}")
+    readme_path = out_dir / "README.md"
+    readme_path.write_text(readme(runs, skipped, figures, out_dir, runs_dir))
+    print(f"wrote {readme_path} ({len(runs)} run{'s' * (len(runs) != 1)}, {len(skipped)} skipped)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
