@@ -217,7 +217,8 @@ def run(args) -> dict | None:
         raise ValueError("--data-on-device is single-process; multi-host runs feed each process's share.")
     options = {"cross_device_bn": args.cross_device_bn, "num_devices": mesh.size, "process_count": procs,
                "data_on_device": data_on_device}
-    run_dir.write_config(options, versions(), [str(d) for d in mesh.devices.flat], data.info)
+    run_dir.write_config(options, versions(), [f"{d.platform}:{d.id} {d.device_kind}" for d in mesh.devices.flat],
+                         data.info)
 
     def variables():
         return {"params": state.params, "batch_stats": state.batch_stats}

@@ -6,8 +6,10 @@ matmul rate, and of the NumPy input pipeline; one Markdown report.
 
 What is timed, per batch size (each step on its own, from the host batch to a finished result):
 - training: PyTorch torch_impl.train.train_step (model in train mode; once with the default NCHW layout and
-  once channels_last), including to_device of the batch; JAX the jitted shard_map step of
-  jax_impl.train.compile_train_step on a 1-device mesh, including global_batch. On CUDA every torch step ends
+  once channels_last); JAX the jitted shard_map step of jax_impl.train.compile_train_step on a 1-device mesh.
+  Each step includes getting its batch onto the device the way the trainers do: to_device / global_batch of
+  a host batch, or with --data-on-device (default on CUDA, as the trainers) the DeviceStream gather and
+  crop/flip from the device-resident train split. On CUDA every torch step ends
   with torch.cuda.synchronize; every JAX step with jax.block_until_ready on the new state and the metrics.
   Warm-up steps (and JAX's tracing and compilation, reported on their own) are left out; the median, min and
   max are over the timed steps and images/s = batch / median.
@@ -162,13 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--async-steps", type=int,
                         help="also run this many training steps without a per-step sync and report their mean "
                              "(closest to a training loop's throughput; default: --steps on CUDA, 0 on CPU)")
+    parser.add_argument("--data-on-device", action=argparse.BooleanOptionalAction, default=None,
+                        help="feed training steps from the train split resident on the device (the trainers' "
+                             "DeviceStream: only the plan moves per step) instead of copying a host batch; "
+                             "default: on for CUDA, off for CPU, as both trainers")
     parser.add_argument("--tf32", action="store_true",
                         help="PyTorch: allow TF32 convs/matmuls on CUDA, as torch_impl.train --tf32 (default off, "
                              "as the trainer)")
     parser.add_argument("--jax-precision", choices=("default", "highest"), default="default",
                         help="jax_default_matmul_precision for the JAX model: 'default' is what jax_impl.train "
-                             "runs (TF32 convs on Ampere/Hopper GPUs); 'highest' is true float32, like PyTorch's "
-                             "default here. No effect on CPU.")
+                             "runs (XLA may use TF32 on Ampere/Hopper GPUs); 'highest' is true float32, like PyTorch "
+                             "without --tf32. No effect on CPU.")
     return parser
 
 
@@ -241,12 +247,14 @@ def matmul_rates(device, size: int, use_jax: bool) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------------- PyTorch
 
 
-def bench_torch(depth, batch_size, pool, device, channels_last, warmup, steps, async_steps):
-    """(train Stats, eval Stats, async mean or None) of the real torch_impl train_step and an eval forward."""
+def bench_torch(depth, batch_size, pool, stream, data_on_device, device, channels_last, warmup, steps, async_steps):
+    """(train Stats, eval Stats, async mean or None) of the real torch_impl train_step and an eval forward.
+    Each step's input is what torch_impl.train feeds it: a host batch from `pool` through to_device, or with
+    `data_on_device` the DeviceStream gather of step i's plan from the device-resident train split."""
     import torch
     from cifar_core.recipe import Recipe
     from torch_impl.model import resnet
-    from torch_impl.train import make_optimizer, to_device, train_step
+    from torch_impl.train import DeviceStream, make_optimizer, to_device, train_step
 
     recipe = Recipe(depth=depth, batch_size=batch_size)
     cuda = device.type == "cuda"
@@ -256,11 +264,20 @@ def bench_torch(depth, batch_size, pool, device, channels_last, warmup, steps, a
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, recipe)
     model.train()
+    if data_on_device:
+        device_stream = DeviceStream(stream, device)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+        def next_batch(i):  # as torch_impl.train.run's next_batch with --data-on-device
+            images, labels = device_stream.batch(i)
+            return images.permute(0, 3, 1, 2).contiguous(memory_format=memory_format), labels
+    else:
+        def next_batch(i):
+            images, labels = pool[i % len(pool)]
+            return to_device(images, device, channels_last), torch.from_numpy(labels).long().to(device)
 
     def step(i, synchronize=True):
-        images, labels = pool[i % len(pool)]
-        train_step(model, optimizer, to_device(images, device, channels_last),
-                   torch.from_numpy(labels).long().to(device), recipe.lr_at(i))
+        train_step(model, optimizer, *next_batch(i), recipe.lr_at(i))
         if synchronize:
             sync()
 
@@ -285,7 +302,7 @@ def bench_torch(depth, batch_size, pool, device, channels_last, warmup, steps, a
 
     time_calls(forward, warmup)
     evaluation = Stats(time_calls(lambda i: forward(warmup + i), steps))
-    del model, optimizer
+    del model, optimizer, next_batch, step, forward  # and with them the device copy of the train split
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
@@ -295,12 +312,14 @@ def bench_torch(depth, batch_size, pool, device, channels_last, warmup, steps, a
 # ----------------------------------------------------------------------------------------------- JAX
 
 
-def bench_jax(depth, batch_size, pool, warmup, steps, async_steps):
-    """(train Stats, eval Stats, async mean or None, compile timings) of the real jax_impl step and _predict."""
+def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, async_steps):
+    """(train Stats, eval Stats, async mean or None, compile timings) of the real jax_impl step and _predict;
+    the step's input as in bench_torch (global_batch of a host batch, or jax_impl's DeviceStream)."""
     import jax
     from cifar_core.recipe import Recipe
     from jax_impl.model import ResNet
-    from jax_impl.train import _predict, compile_train_step, create_state, global_batch, make_mesh, replicate
+    from jax_impl.train import (DeviceStream, _predict, compile_train_step, create_state, global_batch, make_mesh,
+                                replicate)
 
     recipe = Recipe(depth=depth, batch_size=batch_size)
     mesh = make_mesh(1)
@@ -308,9 +327,12 @@ def bench_jax(depth, batch_size, pool, warmup, steps, async_steps):
     step_fn = compile_train_step(mesh)
     eval_model = ResNet(depth)
 
-    def batch(i):
-        images, labels = pool[i % len(pool)]
-        return global_batch(mesh, images), global_batch(mesh, labels)
+    if data_on_device:
+        batch = DeviceStream(stream, mesh).batch
+    else:
+        def batch(i):
+            images, labels = pool[i % len(pool)]
+            return global_batch(mesh, images), global_batch(mesh, labels)
 
     compile_times = {}
     x, y = batch(0)
@@ -350,7 +372,7 @@ def bench_jax(depth, batch_size, pool, warmup, steps, async_steps):
     warm = time_calls(forward, warmup)
     compile_times["eval first call (incl. compile)"] = warm[0]
     evaluation = Stats(time_calls(lambda i: forward(warmup + i), steps))
-    del state, variables
+    del state, variables, batch
     gc.collect()
     return train, evaluation, async_mean, compile_times
 
@@ -468,6 +490,7 @@ def main(argv=None) -> None:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32  # as torch_impl.train
     if args.jax_precision != "default":
         jax.config.update("jax_default_matmul_precision", args.jax_precision)
+    data_on_device = args.data_on_device if args.data_on_device is not None else device.type == "cuda"
     async_steps = args.async_steps if args.async_steps is not None else (args.steps if device.type == "cuda" else 0)
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
 
@@ -496,11 +519,13 @@ def main(argv=None) -> None:
             log(f"{BACKENDS[backend]}, batch {batch_size}: {args.warmup} warm-up + {args.steps} timed steps"
                 + (f" + {async_steps} unsynchronised" if async_steps else ""))
             if backend == "jax":
-                train, evaluation, async_mean, compile_times = bench_jax(args.depth, batch_size, pool, args.warmup,
-                                                                         args.steps, async_steps)
+                train, evaluation, async_mean, compile_times = bench_jax(args.depth, batch_size, pool, stream,
+                                                                         data_on_device, args.warmup, args.steps,
+                                                                         async_steps)
                 compile_rows.append([str(batch_size)] + [f"{v:.2f}" for v in compile_times.values()])
             else:
-                train, evaluation, async_mean = bench_torch(args.depth, batch_size, pool, device,
+                train, evaluation, async_mean = bench_torch(args.depth, batch_size, pool, stream, data_on_device,
+                                                            device,
                                                             backend == "torch_cl", args.warmup, args.steps,
                                                             async_steps)
             results[backend, batch_size] = {"train": train, "eval": evaluation, "async": async_mean}
@@ -542,9 +567,14 @@ def main(argv=None) -> None:
             f"get_num_interop_threads() = {torch.get_num_interop_threads()}; {env_threads}",
             f"- Precision: float32 everywhere; PyTorch TF32 {'on' if args.tf32 else 'off'}"
             f"{'' if device.type == 'cuda' else ' (no effect on CPU)'}; JAX jax_default_matmul_precision = "
-            f"{args.jax_precision}{' (TF32 convolutions on Ampere/Hopper)' if device.type == 'cuda' and args.jax_precision == 'default' else ''}",
+            f"{args.jax_precision}{' (XLA may then use TF32 for convolutions and matmuls on Ampere/Hopper GPUs)' if device.type == 'cuda' and args.jax_precision == 'default' else ''}",
             f"- Model: ResNet-{args.depth}, {macs / 1e6:.2f} M multiply-adds per image forward "
             f"(= {fwd_flop / 1e6:.1f} MFLOP; a training step counted as 3x: {train_flop / 1e6:.1f} MFLOP per image)",
+            "- Training-step input: " + (
+                "the train split resident on the device; each step gathers and crops/flips its planned batch "
+                "there (the trainers' DeviceStream, --data-on-device)" if data_on_device else
+                "a host (NumPy) batch copied in by each step (to_device / global_batch)")
+            + "; evaluation always copies a host batch, as the trainers' evaluate",
             f"- Timing: {args.warmup} warm-up step{'s' if args.warmup > 1 else ''} (not timed; JAX compiles before them), then {args.steps} steps "
             f"timed one by one{', each ending in a device sync' if device.type == 'cuda' else ''}; "
             "median (min, max) per step, images/s = batch / median",
@@ -617,7 +647,7 @@ def main(argv=None) -> None:
         + ("" if not failures else
            f"\n\n**The pipeline is less than {PIPELINE_MIN_RATIO:.0f}x faster than the fastest training step at "
            f"batch {', '.join(map(str, failures))}.**"))
-    if load_before[0] > 0.5 * usable or load_after[0] > 0.5 * usable:
+    if load_before[0] > 0.5 * usable:  # at the end the load includes this benchmark's own threads
         sections.append(f"**Warning:** the machine was busy (load average {load_before[0]:.2f} -> "
                         f"{load_after[0]:.2f} on {usable} usable cores); these timings are not representative.")
 
