@@ -39,10 +39,13 @@ def write_json_atomic(path: Path, obj) -> None:
 def git_info() -> dict:
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    # A copy without .git (e.g. a working tree shipped to a GPU machine) names its commit in $GIT_COMMIT.
+    fallback = {"commit": os.environ.get("GIT_COMMIT"), "dirty": None}
     try:
-        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+        commit = git("rev-parse", "HEAD")
+        return {"commit": commit, "dirty": bool(git("status", "--porcelain"))} if commit else fallback
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        return fallback
 
 
 def cpu_name() -> str:

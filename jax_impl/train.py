@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--process-id", type=int, help="multi-host: this process's index")
     group.add_argument("--data-on-device", action=argparse.BooleanOptionalAction, default=None,
                        help="keep the train split on the devices and crop/flip there (default: on for GPU/TPU)")
+    group.add_argument("--matmul-precision", choices=("highest", "default"), default="highest",
+                       help="float32 conv/matmul precision: 'highest' is true fp32 (PyTorch's default, TF32 off); "
+                            "'default' lets GPUs use TF32/bf16 passes (as PyTorch's --tf32)")
     return parser
 
 
@@ -191,6 +194,8 @@ def main(argv=None) -> dict | None:
 
 def run(args) -> dict | None:
     recipe = cli.recipe_from_args(args)
+    if args.matmul_precision == "highest":
+        jax.config.update("jax_default_matmul_precision", "highest")
     maybe_initialize_distributed(args)
     mesh = make_mesh(args.num_devices)
     if recipe.batch_size % mesh.size:
@@ -216,7 +221,7 @@ def run(args) -> dict | None:
     if data_on_device and procs > 1:
         raise ValueError("--data-on-device is single-process; multi-host runs feed each process's share.")
     options = {"cross_device_bn": args.cross_device_bn, "num_devices": mesh.size, "process_count": procs,
-               "data_on_device": data_on_device}
+               "data_on_device": data_on_device, "matmul_precision": args.matmul_precision}
     run_dir.write_config(options, versions(), [f"{d.platform}:{d.id} {d.device_kind}" for d in mesh.devices.flat],
                          data.info)
 

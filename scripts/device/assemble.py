@@ -74,6 +74,7 @@ def find_parts(manifest: dict, dirs: list[Path]) -> list[Path]:
                 chosen = path
                 break
             seen.append(f"{path} ({size:,} bytes, wrong size or SHA-256)")
+            print(f"part {part['name']}: REJECTED {seen[-1]}")
         if chosen is None:
             problems.append(f"{part['name']}: " + ("; ".join(seen) if seen else "not found") +
                             f" (expected {part['size']:,} bytes, sha256 {part['sha256']})")
