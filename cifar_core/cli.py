@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from .data import DataError
+from .loop import NonFiniteLossError
 from .recipe import PRESETS, Recipe
+from .run import RunDirError
+from .weights import WeightsError
+
+# Errors of the user's making (data, flags, run directory, weights, divergence): one line, no traceback.
+USER_ERRORS = (DataError, RunDirError, NonFiniteLossError, WeightsError, ValueError)
 
 # Flags that set a Recipe field of the same name.
 RECIPE_FLAGS = ("depth", "iterations", "batch_size", "lr", "seed", "split_seed", "eval_every", "log_every",

@@ -109,12 +109,16 @@ def _not_found_message(extra: str = "") -> str:
             f"or allow the download into {cache_root()}.")
 
 
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def md5_of(path: Path) -> str:
+    return file_digest(path, "md5")
 
 
 def download_archive(directory: Path, url: str = URL, attempts: int = 3) -> Path:

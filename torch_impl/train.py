@@ -20,11 +20,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from cifar_core import cli, pipeline
-from cifar_core.data import DataError
-from cifar_core.loop import NonFiniteLossError, StopSignal, Tracker
+from cifar_core.loop import StopSignal, Tracker
 from cifar_core.plan import CROP, PAD, eval_batches
-from cifar_core.run import RunDir, RunDirError, default_run_dir
-from cifar_core.weights import WeightsError
+from cifar_core.run import RunDir, default_run_dir
 
 from . import checkpoint
 from .model import convert_to_cross_rank_bn, count_parameters, resnet
@@ -135,7 +133,7 @@ def main(argv=None) -> dict | None:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (DataError, RunDirError, NonFiniteLossError, WeightsError, ValueError) as error:
+    except cli.USER_ERRORS as error:
         sys.exit(f"error: {error}")
     finally:
         if dist.is_initialized():

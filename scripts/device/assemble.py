@@ -46,11 +46,7 @@ class AssembleError(RuntimeError):
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return data.file_digest(path, "sha256")
 
 
 def find_manifest(dirs: list[Path]) -> Path:
