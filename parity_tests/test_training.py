@@ -11,12 +11,15 @@ layer. SGD at lr 0.1 is chaotic: the gap grows ~10% a step (1e-13 at step 0, 1e-
 CIFAR-10 at batch 32, ResNet-8), on losses and weights alike. A broken convention (BN momentum, weight decay
 after momentum, lr schedule, padding, init) moves the final weights by 1e-3 or more.
 
-float32: training amplifies rounding differences (every step feeds the next), and a ReLU input within
-rounding of zero can take either side of the kink, so each backend's float32 trajectory leaves the common
-float64 one at its own pace (PyTorch's measured 1e-4 to 1e-3 after 20-200 steps, JAX's often 10x less). The
-check is one-sided: JAX's worst |loss32 - loss64| must stay within FLOAT32_FACTOR of PyTorch's. JAX is the
-backend with a precision knob that silently lowers float32 matmul/conv precision (default_matmul_precision,
-TF32 on GPUs); PyTorch's CPU float32 here is the reference. Both must stay well inside 0.1 (no blow-up).
+float32: a training step's gradient is not a continuous function of rounding (a ReLU input within float32
+rounding of zero takes either side of the kink), and training amplifies every difference, so float32
+trajectories leave the float64 one at random: measured on real CIFAR-10 (ResNet-8, batch 16), both backends
+stay ~1e-7 from float64 for the first steps, then one or the other jumps (1e-6 to 1e-4 by step 5, 1e-2 by
+step 10), and by step 200 both have decorrelated (|loss32 - loss64| ~0.2: the same recipe, another
+trajectory). So float32 is compared over the first FLOAT32_STEPS steps only, each backend within
+FLOAT32_GROWTH x the float32 error of the very first loss (a forward pass, no step yet): at most one unit of
+float32 rounding per step and a 10x margin. A backend that computed in lower precision (JAX's TF32 default on
+GPUs, bf16) would be off by ~1e-3 at step 0 already.
 """
 
 import numpy as np
@@ -25,7 +28,8 @@ import pytest
 from . import harness
 from .conftest import BATCH, DEPTH, STEPS
 
-FLOAT32_FACTOR = 8
+FLOAT32_STEPS = 3
+FLOAT32_GROWTH = 10 * FLOAT32_STEPS
 EARLY = 10
 FINAL_WEIGHTS_TOL = 1e-7
 
@@ -74,9 +78,11 @@ def test_final_weights_float64(weights0, float64_runs):
 def test_per_step_losses_float32_within_float32_noise(weights0, setup, float64_runs):
     recipe, batches, _ = setup
     (reference, _), _ = float64_runs
-    torch32, _ = harness.torch_train_losses(weights0, batches, recipe, np.float32)
-    jax32, _ = harness.jax_train_losses(weights0, batches, recipe, np.float32)
-    torch_err = np.max(np.abs(np.subtract(torch32, reference)))
-    jax_err = np.max(np.abs(np.subtract(jax32, reference)))
-    assert 0 < torch_err < 0.1 and 0 < jax_err < 0.1
-    assert jax_err <= FLOAT32_FACTOR * torch_err
+    reference = np.asarray(reference[:FLOAT32_STEPS])
+    torch32, _ = harness.torch_train_losses(weights0, batches[:FLOAT32_STEPS], recipe, np.float32)
+    jax32, _ = harness.jax_train_losses(weights0, batches[:FLOAT32_STEPS], recipe, np.float32)
+    torch_dev, jax_dev = np.abs(torch32 - reference), np.abs(jax32 - reference)
+    first_step_noise = max(torch_dev[0], jax_dev[0])
+    assert 0 < first_step_noise < 1e-5  # float32 rounding, neither float64 nor worse than float32
+    assert torch_dev.max() <= FLOAT32_GROWTH * first_step_noise
+    assert jax_dev.max() <= FLOAT32_GROWTH * first_step_noise
