@@ -178,7 +178,8 @@ def run(args) -> dict | None:
     eval_model = checkpoint.unwrap(model)
 
     options = {k: getattr(args, k) for k in ("compile", "amp", "tf32", "sync_bn", "deterministic")}
-    options.update(channels_last=channels_last, data_on_device=data_on_device, device=str(device), world_size=world)
+    options.update(channels_last=channels_last, data_on_device=data_on_device, device=str(device), world_size=world,
+                   threads=torch.get_num_threads())
     devices = [torch.cuda.get_device_name(device)] if device.type == "cuda" else ["cpu"]
     run_dir.write_config(options, versions(), devices * world, data.info)
 
