@@ -295,10 +295,26 @@ def plot_group(runs: list, path: Path) -> str:
     return title
 
 
+START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+
+
+def update_project_readme(path: Path, runs: list, figures: list, out_dir: Path) -> None:
+    """The project README's results section: the same table, links relative to that README."""
+    where = path.parent
+    table = markdown_table([table_row(run, where) for run in runs])
+    links = [f"[{title}]({Path(os.path.relpath(out_dir / name, where)).as_posix()})" for title, name in figures]
+    block = "\n".join([START, table, "", "Curves: " + ("; ".join(links) if links else "none yet") + ".", END])
+    text = path.read_text()
+    head, rest = text.split(START, 1)
+    path.write_text(head + block + rest.split(END, 1)[1])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="results/runs", help="folder of run directories (default: results/runs)")
     parser.add_argument("--out", default="results", help="where README.md and the figures go (default: results)")
+    parser.add_argument("--project-readme", default="README.md",
+                        help=f"also rewrite the table between {START} and {END} in this file, if it has them")
     args = parser.parse_args(argv)
     runs_dir, out_dir = Path(args.runs), Path(args.out)
     if not runs_dir.is_dir():
@@ -317,6 +333,10 @@ def main(argv=None) -> int:
         print(f"wrote {path}")
     readme_path = out_dir / "README.md"
     readme_path.write_text(readme(runs, skipped, figures, out_dir, runs_dir))
+    project_readme = Path(args.project_readme)
+    if project_readme.is_file() and START in project_readme.read_text():
+        update_project_readme(project_readme, runs, figures, out_dir)
+        print(f"updated the results table in {project_readme}")
     print(f"wrote {readme_path} ({len(runs)} run{'s' * (len(runs) != 1)}, {len(skipped)} skipped)")
     return 0
 

@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.build_parser(BACKEND)
     group = parser.add_argument_group("PyTorch options")
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                       help="NHWC memory layout (default: on for CUDA, off for CPU)")
+    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                       help="NHWC memory layout (faster on CPU and CUDA: results/benchmarks.md)")
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
     group.add_argument("--amp", choices=("none", "bf16"), default="none",
                        help="bf16 autocast; the default keeps full fp32 semantics")
@@ -146,7 +146,7 @@ def run(args) -> dict | None:
     if recipe.batch_size % world:
         raise ValueError(f"--batch-size {recipe.batch_size} does not divide across {world} processes; "
                          f"use a multiple of {world}.")
-    channels_last = args.channels_last if args.channels_last is not None else device.type == "cuda"
+    channels_last = args.channels_last
     data_on_device = args.data_on_device if args.data_on_device is not None else device.type == "cuda"
     amp_dtype = torch.bfloat16 if args.amp == "bf16" else None
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
