@@ -313,8 +313,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="results/runs", help="folder of run directories (default: results/runs)")
     parser.add_argument("--out", default="results", help="where README.md and the figures go (default: results)")
-    parser.add_argument("--project-readme", default="README.md",
-                        help=f"also rewrite the table between {START} and {END} in this file, if it has them")
+    parser.add_argument("--project-readme",
+                        help=f"also rewrite the table between {START} and {END} in this file, if it has them "
+                             "(default: the README.md beside the --out folder)")
     args = parser.parse_args(argv)
     runs_dir, out_dir = Path(args.runs), Path(args.out)
     if not runs_dir.is_dir():
@@ -333,7 +334,7 @@ def main(argv=None) -> int:
         print(f"wrote {path}")
     readme_path = out_dir / "README.md"
     readme_path.write_text(readme(runs, skipped, figures, out_dir, runs_dir))
-    project_readme = Path(args.project_readme)
+    project_readme = Path(args.project_readme) if args.project_readme else out_dir.resolve().parent / "README.md"
     if project_readme.is_file() and START in project_readme.read_text():
         update_project_readme(project_readme, runs, figures, out_dir)
         print(f"updated the results table in {project_readme}")
