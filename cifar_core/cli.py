@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from .data import DataError
 from .loop import NonFiniteLossError
@@ -53,3 +54,15 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     if "iterations" in overrides and "eval_every" not in overrides:
         overrides["eval_every"] = max(1, overrides["iterations"] // 20)
     return dataclasses.replace(preset, **overrides)
+
+
+def run_cli(parser: argparse.ArgumentParser, run, argv=None, cleanup=None):
+    """Parse, run, and turn a user error into one line on stderr and exit status 1 (no traceback)."""
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except USER_ERRORS as error:
+        sys.exit(f"error: {error}")
+    finally:
+        if cleanup is not None:
+            cleanup()

@@ -183,11 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> dict | None:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except cli.USER_ERRORS as error:
-        sys.exit(f"error: {error}")
+    return cli.run_cli(build_parser(), run, argv)
 
 
 def run(args) -> dict | None:

@@ -130,14 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> dict | None:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except cli.USER_ERRORS as error:
-        sys.exit(f"error: {error}")
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    return cli.run_cli(build_parser(), run, argv,
+                       cleanup=lambda: dist.destroy_process_group() if dist.is_initialized() else None)
 
 
 def run(args) -> dict | None:
