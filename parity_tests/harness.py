@@ -16,9 +16,10 @@ import jax
 import numpy as np
 import torch
 
-from cifar_core import data, pipeline
+from cifar_core import data, evaluation, pipeline, weights
 from cifar_core.recipe import Recipe
 from cifar_core.synthetic import make_dataset
+from cifar_core.weights import depth_of
 from jax_impl import checkpoint as jax_ckpt
 from jax_impl import train as jax_train
 from jax_impl.model import ResNet
@@ -67,7 +68,6 @@ def train_batches(recipe: Recipe, steps: int, dataset=None) -> tuple[list, str]:
 
 
 def torch_model(tensors: dict, dtype=np.float64) -> torch.nn.Module:
-    from cifar_core.weights import depth_of
     model = resnet(depth_of(tensors)).to(TORCH_DTYPE[dtype])
     return torch_ckpt.from_neutral(model, tensors)
 
@@ -112,7 +112,7 @@ def _x64(dtype):
 def jax_forward(tensors, images, train: bool, dtype=np.float64):
     with _x64(dtype):
         variables = jax_ckpt.from_neutral(tensors, dtype)
-        model = ResNet(depth_of_tensors(tensors), dtype=dtype)
+        model = ResNet(depth_of(tensors), dtype=dtype)
         if train:
             logits, updates = model.apply(variables, images.astype(dtype), train=True, mutable=["batch_stats"])
             variables = {**variables, "batch_stats": updates["batch_stats"]}
@@ -125,7 +125,7 @@ def jax_gradients(tensors, images, labels, dtype=np.float64) -> tuple[float, dic
     import optax
     with _x64(dtype):
         variables = jax_ckpt.from_neutral(tensors, dtype)
-        model = ResNet(depth_of_tensors(tensors), dtype=dtype)
+        model = ResNet(depth_of(tensors), dtype=dtype)
 
         def loss_fn(params):
             logits, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
@@ -141,7 +141,7 @@ def jax_train_losses(tensors, batches, recipe: Recipe, dtype=np.float64, num_dev
                      cross_device_bn: bool = False) -> tuple[list, dict]:
     with _x64(dtype):
         mesh = jax_train.make_mesh(num_devices)
-        model = ResNet(depth_of_tensors(tensors), dtype=dtype,
+        model = ResNet(depth_of(tensors), dtype=dtype,
                        bn_axis_name=jax_train.DATA_AXIS if cross_device_bn else None)
         variables = jax_ckpt.from_neutral(tensors, dtype)
         state = jax_train.TrainState.create(apply_fn=model.apply, params=variables["params"],
@@ -158,9 +158,23 @@ def jax_train_losses(tensors, batches, recipe: Recipe, dtype=np.float64, num_dev
         return losses, final
 
 
-def depth_of_tensors(tensors) -> int:
-    from cifar_core.weights import depth_of
-    return depth_of(tensors)
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def test_set_logits(path, data_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 logits of a neutral weights file on the whole test set in both backends, and the labels."""
+    tensors, depth = weights.load(path)
+    images, labels = evaluation.test_set(evaluation.recipe_of(weights.metadata(path)), data_dir)
+    model = torch_model(tensors, np.float32).eval()
+    variables = jax_ckpt.from_neutral(tensors)
+    apply = jax.jit(lambda v, x: ResNet(depth).apply(v, x, train=False))
+    torch_logits, jax_logits = [], []
+    with torch.inference_mode():
+        for start in range(0, len(images), 1000):
+            chunk = images[start:start + 1000]
+            torch_logits.append(model(torch_input(chunk, np.float32)).numpy())
+            jax_logits.append(np.asarray(apply(variables, chunk)))
+    return np.concatenate(torch_logits), np.concatenate(jax_logits), np.asarray(labels)
 
 
 # --------------------------------------------------------------------------------------------- torch DDP

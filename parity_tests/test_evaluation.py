@@ -5,12 +5,8 @@ error its run recorded in final.json."""
 import json
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
-import torch
-
-from cifar_core import evaluation, weights
 
 from . import harness
 
@@ -23,20 +19,7 @@ CHECKPOINTS = sorted(RUNS.glob("*/checkpoints/final.safetensors"))
 def test_same_predictions_on_the_test_set(path):
     if harness.real_data_dir() is None:
         pytest.skip("real CIFAR-10 not available: set CIFAR10_DIR")
-    from jax_impl.model import ResNet
-    from jax_impl.checkpoint import from_neutral
-    tensors, depth = weights.load(path)
-    images, labels = evaluation.test_set(evaluation.recipe_of(weights.metadata(path)), harness.real_data_dir())
-    model = harness.torch_model(tensors, np.float32).eval()
-    variables = from_neutral(tensors)
-    apply = jax.jit(lambda v, x: ResNet(depth).apply(v, x, train=False))
-    torch_logits, jax_logits = [], []
-    with torch.inference_mode():
-        for start in range(0, len(images), 1000):
-            chunk = images[start:start + 1000]
-            torch_logits.append(model(harness.torch_input(chunk, np.float32)).numpy())
-            jax_logits.append(np.asarray(apply(variables, chunk)))
-    torch_logits, jax_logits = np.concatenate(torch_logits), np.concatenate(jax_logits)
+    torch_logits, jax_logits, labels = harness.test_set_logits(path, harness.real_data_dir())
     assert harness.relative_error(jax_logits, torch_logits) < 1e-4  # float32
     torch_pred, jax_pred = torch_logits.argmax(1), jax_logits.argmax(1)
     np.testing.assert_array_equal(jax_pred, torch_pred)

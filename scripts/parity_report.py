@@ -22,7 +22,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 
 import numpy as np  # noqa: E402
 
-from cifar_core import evaluation, run, weights  # noqa: E402
+from cifar_core import run  # noqa: E402
 from cifar_core.recipe import Recipe  # noqa: E402
 from parity_tests import harness  # noqa: E402
 
@@ -149,21 +149,8 @@ def main(argv=None):
     for path in sorted((ROOT / "results" / "runs").glob("*/checkpoints/final.safetensors")):
         if data_dir is None:
             break
-        import jax
-        import torch
-        from jax_impl.checkpoint import from_neutral
-        from jax_impl.model import ResNet
-        tensors, depth = weights.load(path)
-        test_x, test_y = evaluation.test_set(evaluation.recipe_of(weights.metadata(path)), data_dir)
-        model = harness.torch_model(tensors, np.float32).eval()
-        apply = jax.jit(lambda v, x: ResNet(depth).apply(v, x, train=False))
-        variables = from_neutral(tensors)
-        mismatches = 0
-        with torch.inference_mode():
-            for start in range(0, len(test_x), 1000):
-                chunk = test_x[start:start + 1000]
-                mismatches += int(np.sum(model(harness.torch_input(chunk, np.float32)).numpy().argmax(1)
-                                         != np.asarray(apply(variables, chunk)).argmax(1)))
+        torch_logits, jax_logits, _ = harness.test_set_logits(path, data_dir)
+        mismatches = int(np.sum(torch_logits.argmax(1) != jax_logits.argmax(1)))
         row(f"7. test-set predictions of {path.parent.parent.name} (10,000 images): mismatches", "float32", 0,
             mismatches)
 
