@@ -28,6 +28,7 @@ from torch_impl import train as torch_train
 from torch_impl.model import resnet
 
 TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
+TORCH_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def relative_error(a, b) -> float:
@@ -156,6 +157,60 @@ def jax_train_losses(tensors, batches, recipe: Recipe, dtype=np.float64, num_dev
             losses.append(float(metrics["loss_sum"]) / len(labels))
         final = jax_ckpt.to_neutral(jax.device_get({"params": state.params, "batch_stats": state.batch_stats}))
         return losses, final
+
+
+def torch_momentum(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """SGD's momentum buffers by neutral parameter name (zeros before the first step)."""
+    return {name: optimizer.state[p]["momentum_buffer"].detach().numpy().copy()
+            if "momentum_buffer" in optimizer.state[p] else np.zeros(tuple(p.shape), TORCH_NUMPY[p.dtype])
+            for name, p in model.named_parameters()}
+
+
+def lockstep_train(tensors, batches, recipe: Recipe, dtype=np.float64) -> dict:
+    """Train PyTorch for len(batches) steps and, before every step, hand its whole state (weights, BN running
+    statistics, momentum buffers, step count) to JAX, which takes the same step from it.
+
+    Each step is compared on its own, so one step's rounding is never amplified by the next: at lr 0.1 early
+    training is chaotic and a free-running float64 trajectory, even PyTorch's against itself with another
+    thread count, leaves 1e-9 within about ten steps at full size (measured in scripts/parity_report.py).
+    Returns per-step losses of both backends, per-step worst relative errors of the state after the step
+    (weights with running statistics, and momentum), and both final states.
+    """
+    import optax
+    model = torch_model(tensors, dtype).train()
+    optimizer = torch_train.make_optimizer(model, recipe)
+    out = {"torch_losses": [], "jax_losses": [], "weights_error": [], "momentum_error": []}
+    with _x64(dtype):
+        mesh = jax_train.make_mesh(1)
+        jax_model = ResNet(depth_of(tensors), dtype=dtype)
+        template = jax_train.TrainState.create(apply_fn=jax_model.apply, **_jax_variables(tensors, dtype),
+                                               tx=jax_train.make_optimizer(recipe))
+        step_fn = jax_train.compile_train_step(mesh)
+        for step, (images, labels) in enumerate(batches):
+            start, momentum = torch_ckpt.to_neutral(model), torch_momentum(model, optimizer)
+            variables = _jax_variables(start, dtype)
+            trace = _jax_variables({**start, **momentum}, dtype)["params"]
+            state = template.replace(step=step, **variables, opt_state=optax.tree_utils.tree_set(
+                template.opt_state, trace=trace, count=np.asarray(step, np.int32)))
+            state, metrics = step_fn(jax_train.replicate(mesh, state), jax_train.global_batch(mesh, images.astype(dtype)),
+                                     jax_train.global_batch(mesh, labels))
+            loss_sum, _ = torch_train.train_step(model, optimizer, torch_input(images, dtype),
+                                                 torch.from_numpy(labels).long(), recipe.lr_at(step))
+            out["torch_losses"].append(loss_sum.item() / len(labels))
+            out["jax_losses"].append(float(metrics["loss_sum"]) / len(labels))
+            jax_state = jax.device_get(state)
+            jax_after = jax_ckpt.to_neutral({"params": jax_state.params, "batch_stats": jax_state.batch_stats})
+            jax_momentum = jax_ckpt.to_neutral({"params": optax.tree_utils.tree_get(jax_state.opt_state, "trace"),
+                                                "batch_stats": {}})
+            out["weights_error"].append(max_relative_error(jax_after, torch_ckpt.to_neutral(model)))
+            out["momentum_error"].append(max_relative_error(jax_momentum, torch_momentum(model, optimizer)))
+    out["torch_final"], out["jax_final"] = torch_ckpt.to_neutral(model), jax_after
+    return out
+
+
+def _jax_variables(tensors, dtype) -> dict:
+    variables = jax_ckpt.from_neutral(tensors, dtype)
+    return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 
 
 # --------------------------------------------------------------------------------------------- evaluation

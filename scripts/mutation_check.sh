@@ -8,7 +8,7 @@ trap 'rm -rf "$SCRATCH"' EXIT
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 # run inside the project's virtual environment
 export CIFAR10_DIR=${CIFAR10_DIR:-$SRC/../shared/data/cifar10}
-TESTS="parity_tests/test_init_stats.py parity_tests/test_function.py parity_tests/test_training.py::test_weights_after_early_steps_float64"
+TESTS="parity_tests/test_init_stats.py parity_tests/test_function.py parity_tests/test_training.py::test_weights_after_early_steps_float64 parity_tests/test_training.py::test_lockstep_every_step_float64"
 run() {
   name=$1; file=$2; from=$3; to=$4
   rm -rf "$SCRATCH"/*  && (cd $SRC && git ls-files | tar -cf - -T - | tar -xf - -C $SCRATCH)

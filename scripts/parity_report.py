@@ -1,6 +1,6 @@
 """Run the parity checks (parity_tests/) at full size and write results/parity.md and a |Δloss| plot.
 
-    python scripts/parity_report.py                     # ResNet-32, batch 128, 200 steps (about 1.5 h on 2 CPU cores)
+    python scripts/parity_report.py                     # ResNet-32, batch 128, 200 steps (about 1 h on 2 CPU cores)
     python scripts/parity_report.py --depth 8 --batch-size 32 --steps 200   # the CI size, minutes
 
 Every row names its tolerance and the worst error measured. float64 rows compare PyTorch and JAX from the
@@ -54,7 +54,10 @@ def main(argv=None):
     parser.add_argument("--depth", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--multi-device-steps", type=int, default=10)
+    # Free-running comparisons stay meaningful only until lr 0.1's chaos amplifies the float64 noise floor
+    # (about step 5 at full size, measured by the free-running row): multi-device runs are compared that long.
+    parser.add_argument("--multi-device-steps", type=int, default=4)
+    parser.add_argument("--free-steps", type=int, default=15, help="free-running float64 steps, for the record")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args(argv)
     started = time.time()
@@ -106,18 +109,34 @@ def main(argv=None):
         max(harness.relative_error(j_grads[k], t_grads[k]) for k in t_grads))
     bn_acc = bn_statistics_accuracy(w0, images)
     rows.append(("float64 noise floor: first BN output vs long double, PyTorch / JAX", "float64", None,
-                 (bn_acc["torch"], bn_acc["jax"]), None, "measured, not a check"))
+                 f"{bn_acc['torch']:.2g} / {bn_acc['jax']:.2g}", None, "measured, not a check"))
 
-    # 5. per-step losses
-    t_losses, t_final = harness.torch_train_losses(w0, batches, recipe)
-    j_losses, j_final = harness.jax_train_losses(w0, batches, recipe)
-    gap64 = np.abs(np.subtract(j_losses, t_losses)) / np.abs(t_losses)
-    row(f"5. per-step loss, {args.steps} steps, lr drops at {recipe.milestones}", "float64", 1e-9, gap64.max())
-    _, t_early = harness.torch_train_losses(w0, batches[:10], recipe)
-    _, j_early = harness.jax_train_losses(w0, batches[:10], recipe)
-    row("5. weights after 10 steps", "float64", 1e-10, harness.max_relative_error(j_early, t_early))
-    row(f"5. weights after {args.steps} steps", "float64", 1e-7, harness.max_relative_error(j_final, t_final),
-        "chaotic growth of the float64 noise floor, see parity_tests/test_training.py")
+    # 5. per-step losses: every step of the schedule compared on its own (lockstep), then free-running
+    lock = harness.lockstep_train(w0, batches, recipe)
+    t_losses = lock["torch_losses"]  # PyTorch's own float64 trajectory: JAX only ever reads its state
+    gap64 = np.abs(np.subtract(lock["jax_losses"], t_losses)) / np.abs(t_losses)
+    row(f"5. per-step loss, {args.steps} steps in lockstep (before each step JAX takes PyTorch's weights, "
+        f"BN statistics and momentum), lr drops at {recipe.milestones}", "float64", 1e-9, gap64.max())
+    row("5. weights and BN running statistics after each step (lockstep), worst step", "float64", 1e-10,
+        max(lock["weights_error"]))
+    row("5. momentum buffers after each step (lockstep), worst step", "float64", 1e-10, max(lock["momentum_error"]))
+    row(f"5. weights after step {args.steps} (lockstep)", "float64", 1e-10,
+        harness.max_relative_error(lock["jax_final"], lock["torch_final"]))
+    free = args.free_steps
+    j_free, _ = harness.jax_train_losses(w0, batches[:free], recipe)
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    t_other, _ = harness.torch_train_losses(w0, batches[:free], recipe)
+    torch.set_num_threads(threads)
+    free_gap = np.abs(np.subtract(j_free, t_losses[:free])) / np.abs(t_losses[:free])
+    self_gap = np.abs(np.subtract(t_other, t_losses[:free])) / np.abs(t_losses[:free])
+    marks = sorted({1, 5, 10, free} & set(range(1, free + 1)))
+    rows.append((f"free-running float64 loss gap, JAX vs PyTorch; PyTorch with {threads} vs "
+                 f"{torch.get_num_threads() if threads == 1 else 1} threads (at steps {marks})", "float64", None,
+                 " / ".join(f"{free_gap[k - 1]:.0e}" for k in marks) + "; "
+                 + " / ".join(f"{self_gap[k - 1]:.0e}" for k in marks), None,
+                 "measured, not a check: the noise floor's chaotic growth at lr 0.1, PyTorch against itself alike"))
     t32_losses, _ = harness.torch_train_losses(w0, batches, recipe, np.float32)
     j32_losses, _ = harness.jax_train_losses(w0, batches, recipe, np.float32)
     t_dev = np.abs(np.subtract(t32_losses, t_losses))
@@ -154,10 +173,10 @@ def main(argv=None):
         row(f"7. test-set predictions of {path.parent.parent.name} (10,000 images): mismatches", "float32", 0,
             mismatches)
 
-    write_report(args, rows, source, gap64, t_dev, j_dev, time.time() - started)
+    write_report(args, rows, source, gap64, free_gap, self_gap, t_dev, j_dev, time.time() - started)
 
 
-def write_report(args, rows, source, gap64, t_dev, j_dev, seconds):
+def write_report(args, rows, source, gap64, free_gap, self_gap, t_dev, j_dev, seconds):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -167,7 +186,10 @@ def write_report(args, rows, source, gap64, t_dev, j_dev, seconds):
     figure = args.out / "parity_loss_gap.png"
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = np.arange(1, len(gap64) + 1)
-    ax.semilogy(steps, np.maximum(gap64, 1e-18), label="float64: |PyTorch - JAX| / loss")
+    ax.semilogy(steps, np.maximum(gap64, 1e-18), label="float64 lockstep: |PyTorch - JAX| / loss")
+    free = np.arange(1, len(free_gap) + 1)
+    ax.semilogy(free, np.maximum(free_gap, 1e-18), "k.-", label="float64 free-running: |PyTorch - JAX| / loss")
+    ax.semilogy(free, np.maximum(self_gap, 1e-18), "kx:", label="float64 free-running: PyTorch, other thread count")
     ax.semilogy(steps, np.maximum(t_dev, 1e-18), label="float32: |PyTorch32 - float64|", alpha=0.8)
     ax.semilogy(steps, np.maximum(j_dev, 1e-18), label="float32: |JAX32 - float64|", alpha=0.8)
     ax.set_xlabel("step")
@@ -180,17 +202,24 @@ def write_report(args, rows, source, gap64, t_dev, j_dev, seconds):
     lines = [
         "# Parity report", "",
         f"Written by `python scripts/parity_report.py --depth {args.depth} --batch-size {args.batch_size} "
-        f"--steps {args.steps} --multi-device-steps {args.multi_device_steps}` on "
+        f"--steps {args.steps} --multi-device-steps {args.multi_device_steps} --free-steps {args.free_steps}` on "
         f"{datetime.date.today().isoformat()}, git {git['commit']}{' (dirty)' if git['dirty'] else ''}, "
         f"{run.cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, jax {jax.__version__}; "
         f"data: {source}; {seconds / 60:.1f} minutes.", "",
         "Both backends start from the same weights (PyTorch's initialisation, moved through the neutral format) "
         "and read the same batches of the core's plan. Relative errors are max |a - b| / max |b| per tensor, "
         "worst tensor.", "",
+        "Per-step losses are checked in lockstep: before every step JAX is handed PyTorch's whole state (weights, "
+        "BN running statistics, momentum buffers, step count), both take the step, and the loss and the new state "
+        "are compared, so every step of the schedule (both lr drops, momentum, weight decay) is held to float64 "
+        "precision on its own. Free-running float64 trajectories cannot be held to 1e-9 over 200 steps at this "
+        "size: early training at lr 0.1 is chaotic, and the free-running row shows PyTorch against itself with "
+        "another thread count leaving 1e-9 about as soon as PyTorch against JAX does. The CI-size tests "
+        "(parity_tests/test_training.py) check free-running trajectories too, where the chaos is milder.", "",
         "| check | dtype | tolerance | measured | |", "|---|---|---|---|---|"]
     for check, dtype, tol, measured, ok, note in rows:
         if tol is None:
-            lines.append(f"| {check} | {dtype} | - | {measured[0]:.2g} / {measured[1]:.2g} | {note} |")
+            lines.append(f"| {check} | {dtype} | - | {measured} | {note} |")
         else:
             lines.append(f"| {check} | {dtype} | {tol:.3g} | {measured:.3g} | {'ok' if ok else '**FAIL**'}"
                          f"{' — ' + note if note else ''} |")
