@@ -15,6 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cifar_core import data, evaluation, pipeline, weights
 from cifar_core.recipe import Recipe
@@ -166,7 +167,7 @@ def torch_momentum(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> 
             for name, p in model.named_parameters()}
 
 
-def lockstep_train(tensors, batches, recipe: Recipe, dtype=np.float64) -> dict:
+def lockstep_train(tensors, batches, recipe: Recipe, dtype=np.float64, float32_losses: bool = False) -> dict:
     """Train PyTorch for len(batches) steps and, before every step, hand its whole state (weights, BN running
     statistics, momentum buffers, step count) to JAX, which takes the same step from it.
 
@@ -174,12 +175,17 @@ def lockstep_train(tensors, batches, recipe: Recipe, dtype=np.float64) -> dict:
     training is chaotic and a free-running float64 trajectory, even PyTorch's against itself with another
     thread count, leaves 1e-9 within about ten steps at full size (measured in scripts/parity_report.py).
     Returns per-step losses of both backends, per-step worst relative errors of the state after the step
-    (weights with running statistics, and momentum), and both final states.
+    (weights with running statistics, and momentum), and both final states. With `float32_losses`, also each
+    backend's float32 loss at every step's starting state (the float64 state rounded to float32: a forward
+    pass, so a ReLU kink crossed by rounding moves it continuously, unlike a float32 trajectory).
     """
     import optax
     model = torch_model(tensors, dtype).train()
     optimizer = torch_train.make_optimizer(model, recipe)
-    out = {"torch_losses": [], "jax_losses": [], "weights_error": [], "momentum_error": []}
+    out = {"torch_losses": [], "jax_losses": [], "weights_error": [], "momentum_error": [],
+           "torch32_losses": [], "jax32_losses": []}
+    jax32_loss = jax.jit(lambda variables, images, labels: _cross_entropy(ResNet(depth_of(tensors)).apply(
+        variables, images, train=True, mutable=["batch_stats"])[0], labels))
     with _x64(dtype):
         mesh = jax_train.make_mesh(1)
         jax_model = ResNet(depth_of(tensors), dtype=dtype)
@@ -188,6 +194,12 @@ def lockstep_train(tensors, batches, recipe: Recipe, dtype=np.float64) -> dict:
         step_fn = jax_train.compile_train_step(mesh)
         for step, (images, labels) in enumerate(batches):
             start, momentum = torch_ckpt.to_neutral(model), torch_momentum(model, optimizer)
+            if float32_losses:
+                with torch.no_grad():
+                    logits = torch_model(start, np.float32).train()(torch_input(images, np.float32))
+                    out["torch32_losses"].append(float(F.cross_entropy(logits, torch.from_numpy(labels).long())))
+                out["jax32_losses"].append(float(jax32_loss(jax_ckpt.from_neutral(start, np.float32),
+                                                            images.astype(np.float32), labels)))
             variables = _jax_variables(start, dtype)
             trace = _jax_variables({**start, **momentum}, dtype)["params"]
             state = template.replace(step=step, **variables, opt_state=optax.tree_utils.tree_set(
@@ -206,6 +218,11 @@ def lockstep_train(tensors, batches, recipe: Recipe, dtype=np.float64) -> dict:
             out["momentum_error"].append(max_relative_error(jax_momentum, torch_momentum(model, optimizer)))
     out["torch_final"], out["jax_final"] = torch_ckpt.to_neutral(model), jax_after
     return out
+
+
+def _cross_entropy(logits, labels):
+    import optax
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 def _jax_variables(tensors, dtype) -> dict:

@@ -82,7 +82,7 @@ def test_final_weights_float64(weights0, float64_runs):
 @pytest.fixture(scope="module")
 def lockstep(weights0, setup):
     recipe, batches, _ = setup
-    return harness.lockstep_train(weights0, batches, recipe)
+    return harness.lockstep_train(weights0, batches, recipe, float32_losses=True)
 
 
 def test_lockstep_every_step_float64(lockstep, float64_tol):
@@ -93,6 +93,16 @@ def test_lockstep_every_step_float64(lockstep, float64_tol):
     assert max(lockstep["weights_error"]) < float64_tol
     assert max(lockstep["momentum_error"]) < float64_tol
     assert harness.max_relative_error(lockstep["jax_final"], lockstep["torch_final"]) < float64_tol
+
+
+def test_lockstep_float32_losses(lockstep):
+    """float32 losses at every lockstep state (a forward pass each): JAX as close to float64 as PyTorch."""
+    from .test_function import FLOAT32_FACTOR
+    reference = np.asarray(lockstep["torch_losses"])
+    torch_dev = np.max(np.abs(np.asarray(lockstep["torch32_losses"]) - reference) / reference)
+    jax_dev = np.max(np.abs(np.asarray(lockstep["jax32_losses"]) - reference) / reference)
+    assert 0 < torch_dev < 1e-5  # float32 rounding, neither float64 nor worse than float32
+    assert jax_dev <= FLOAT32_FACTOR * torch_dev
 
 
 def test_per_step_losses_float32_within_float32_noise(weights0, setup, float64_runs):

@@ -88,7 +88,7 @@ def main(argv=None) -> None:
     print(f"\nkernel time by kind (ms per step, summed over devices; {sum(kinds.values()):.0f} in all):")
     for kind, ms in kinds.most_common(12):
         print(f"  {ms:8.1f}  {kind}")
-    print(f"\nlargest kernels (ms per step):")
+    print("\nlargest kernels (ms per step):")
     for name, ms in kernels.most_common(args.top):
         print(f"  {ms:8.1f}  {name}")
 
