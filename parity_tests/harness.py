@@ -189,19 +189,19 @@ def lockstep_train(tensors, batches, recipe: Recipe, dtype=np.float64, float32_l
     with _x64(dtype):
         mesh = jax_train.make_mesh(1)
         jax_model = ResNet(depth_of(tensors), dtype=dtype)
-        template = jax_train.TrainState.create(apply_fn=jax_model.apply, **_jax_variables(tensors, dtype),
+        template = jax_train.TrainState.create(apply_fn=jax_model.apply, **jax_ckpt.from_neutral(tensors, dtype),
                                                tx=jax_train.make_optimizer(recipe))
         step_fn = jax_train.compile_train_step(mesh)
+        start, momentum = torch_ckpt.to_neutral(model), torch_momentum(model, optimizer)
         for step, (images, labels) in enumerate(batches):
-            start, momentum = torch_ckpt.to_neutral(model), torch_momentum(model, optimizer)
             if float32_losses:
                 with torch.no_grad():
                     logits = torch_model(start, np.float32).train()(torch_input(images, np.float32))
                     out["torch32_losses"].append(float(F.cross_entropy(logits, torch.from_numpy(labels).long())))
                 out["jax32_losses"].append(float(jax32_loss(jax_ckpt.from_neutral(start, np.float32),
                                                             images.astype(np.float32), labels)))
-            variables = _jax_variables(start, dtype)
-            trace = _jax_variables({**start, **momentum}, dtype)["params"]
+            variables = jax_ckpt.from_neutral(start, dtype)
+            trace = jax_ckpt.from_neutral({**start, **momentum}, dtype)["params"]
             state = template.replace(step=step, **variables, opt_state=optax.tree_utils.tree_set(
                 template.opt_state, trace=trace, count=np.asarray(step, np.int32)))
             state, metrics = step_fn(jax_train.replicate(mesh, state), jax_train.global_batch(mesh, images.astype(dtype)),
@@ -214,20 +214,16 @@ def lockstep_train(tensors, batches, recipe: Recipe, dtype=np.float64, float32_l
             jax_after = jax_ckpt.to_neutral({"params": jax_state.params, "batch_stats": jax_state.batch_stats})
             jax_momentum = jax_ckpt.to_neutral({"params": optax.tree_utils.tree_get(jax_state.opt_state, "trace"),
                                                 "batch_stats": {}})
-            out["weights_error"].append(max_relative_error(jax_after, torch_ckpt.to_neutral(model)))
-            out["momentum_error"].append(max_relative_error(jax_momentum, torch_momentum(model, optimizer)))
-    out["torch_final"], out["jax_final"] = torch_ckpt.to_neutral(model), jax_after
+            start, momentum = torch_ckpt.to_neutral(model), torch_momentum(model, optimizer)  # the next step's
+            out["weights_error"].append(max_relative_error(jax_after, start))
+            out["momentum_error"].append(max_relative_error(jax_momentum, momentum))
+    out["torch_final"], out["jax_final"] = start, jax_after
     return out
 
 
 def _cross_entropy(logits, labels):
     import optax
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
-def _jax_variables(tensors, dtype) -> dict:
-    variables = jax_ckpt.from_neutral(tensors, dtype)
-    return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 
 
 # --------------------------------------------------------------------------------------------- evaluation
