@@ -68,34 +68,70 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
-def train_step(state: TrainState, images, labels):
-    """The per-device program: one SGD step on this device's slice of the global batch."""
-    def loss_fn(params):
-        logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, images,
-                                         train=True, mutable=["batch_stats"])
-        local_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return jax.lax.pmean(local_loss, DATA_AXIS), (logits, updates["batch_stats"])
-
+def device_loss(apply_fn, params, batch_stats, images, labels):
+    """The per-device program: the global batch's mean loss from this device's slice, with the slice's
+    new BN statistics and metrics. Run under shard_map (compile_train_step)."""
+    logits, updates = apply_fn({"params": params, "batch_stats": batch_stats}, images, train=True,
+                               mutable=["batch_stats"])
+    local_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     # The loss is the global batch's mean (pmean of the equal-sized local means), so its gradient with
     # respect to the replicated params is already the global gradient: shard_map's autodiff sums the
     # per-device contributions (the transpose of replication), exactly the all-reduce DDP performs.
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    loss = jax.lax.pmean(local_loss, DATA_AXIS)
     # Per-device BN leaves each device its own running statistics; keep device 0's, as DDP's
     # broadcast_buffers keeps rank 0's. With cross-device BN they are equal everywhere already.
     first = jax.lax.axis_index(DATA_AXIS) == 0
     batch_stats = jax.tree.map(lambda s: jax.lax.psum(jnp.where(first, s, jnp.zeros_like(s)), DATA_AXIS),
-                               batch_stats)
-    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+                               updates["batch_stats"])
     metrics = {"loss_sum": loss * labels.shape[0] * jax.lax.axis_size(DATA_AXIS),
                "correct": jax.lax.psum(jnp.sum(jnp.argmax(logits, -1) == labels), DATA_AXIS)}
-    return state, metrics
+    return loss, (batch_stats, metrics)
 
 
-def compile_train_step(mesh: Mesh):
-    """jit(shard_map(train_step)): state replicated, batch split along the data axis, state donated."""
-    sharded = jax.shard_map(train_step, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS)),
-                            out_specs=(P(), P()))
-    return jax.jit(sharded, donate_argnums=0)
+def forward_pass(mesh: Mesh, state: TrainState, images, labels):
+    """(pullback, BN statistics, metrics). The pullback maps the loss's cotangent to the gradient; it holds
+    the activations the backward pass reads."""
+    loss_fn = jax.shard_map(functools.partial(device_loss, state.apply_fn), mesh=mesh,
+                            in_specs=(P(), P(), P(DATA_AXIS), P(DATA_AXIS)), out_specs=P())
+    _, pullback, (batch_stats, metrics) = jax.vjp(
+        lambda params: loss_fn(params, state.batch_stats, images, labels), state.params, has_aux=True)
+    return pullback, batch_stats, metrics
+
+
+def backward_pass(state: TrainState, pullback, batch_stats) -> TrainState:
+    """The gradient (d loss / d loss = 1 pulled back to the params) and the SGD update."""
+    (grads,) = pullback(jnp.ones((), jax.tree.leaves(state.params)[0].dtype))
+    return state.apply_gradients(grads=grads, batch_stats=batch_stats)
+
+
+def train_step(mesh: Mesh, state: TrainState, images, labels):
+    """One SGD step on the global batch: (new state, metrics)."""
+    pullback, batch_stats, metrics = forward_pass(mesh, state, images, labels)
+    return backward_pass(state, pullback, batch_stats), metrics
+
+
+def compile_train_step(mesh: Mesh, split: bool | None = None):
+    """The jitted train_step, (state, images, labels) -> (state, metrics), data parallel over `mesh`: state
+    replicated and donated, batch split along the data axis.
+
+    On GPU it is one program. On CPU (`split` None: when the mesh is on CPU) it is two, the forward pass,
+    then the backward pass with the update: XLA:CPU does not keep a fused program's forward activations in
+    memory but recomputes them, residual stream and all, inside every relayout its weight-gradient
+    convolutions need, which made the one-program step ~1.7x slower here. Handing the activations from
+    one program to the next materialises them; the results are bit-identical (tests/test_jax_train.py,
+    results/benchmarks.md attempt 10).
+    """
+    if split is None:
+        split = mesh.devices.flat[0].platform == "cpu"
+    if not split:
+        return jax.jit(functools.partial(train_step, mesh), donate_argnums=0)
+    forward = jax.jit(functools.partial(forward_pass, mesh))
+    backward = jax.jit(backward_pass, donate_argnums=0)
+
+    def split_train_step(state, images, labels):
+        pullback, batch_stats, metrics = forward(state, images, labels)
+        return backward(state, pullback, batch_stats), metrics
+    return split_train_step
 
 
 def augment_on_device(images, offsets, flips):

@@ -140,7 +140,7 @@ def jax_gradients(tensors, images, labels, dtype=np.float64) -> tuple[float, dic
 
 
 def jax_train_losses(tensors, batches, recipe: Recipe, dtype=np.float64, num_devices: int = 1,
-                     cross_device_bn: bool = False) -> tuple[list, dict]:
+                     cross_device_bn: bool = False, split: bool | None = None) -> tuple[list, dict]:
     with _x64(dtype):
         mesh = jax_train.make_mesh(num_devices)
         model = ResNet(depth_of(tensors), dtype=dtype,
@@ -150,7 +150,7 @@ def jax_train_losses(tensors, batches, recipe: Recipe, dtype=np.float64, num_dev
                                             batch_stats=variables["batch_stats"],
                                             tx=jax_train.make_optimizer(recipe))
         state = jax_train.replicate(mesh, state)
-        step_fn = jax_train.compile_train_step(mesh)
+        step_fn = jax_train.compile_train_step(mesh, split)
         losses = []
         for images, labels in batches:
             state, metrics = step_fn(state, jax_train.global_batch(mesh, images.astype(dtype)),

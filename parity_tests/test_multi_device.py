@@ -8,6 +8,7 @@ float64, from the same weights on the same global batches.
 """
 
 import jax
+import numpy as np
 import pytest
 
 from . import harness
@@ -54,3 +55,17 @@ def test_per_device_bn_jax_equals_torch_ddp(weights0, setup):
     assert_same(jax_two, ddp)
     # and per-device BN really is a different function from the single-device one
     assert harness.relative_error(ddp[0], single_torch[0]) > 1e-6
+
+
+@pytest.mark.parametrize("num_devices, cross_device_bn", [(1, False), (4, True), (2, False)])
+def test_jax_two_program_step_equals_one_program(weights0, setup, num_devices, cross_device_bn):
+    """On CPU jax_impl runs each step as two programs (forward; backward and update) so that XLA keeps the
+    activations instead of recomputing them; that must compute exactly what the one-program step computes."""
+    recipe, batches, _ = setup
+    (one_losses, one_weights), (two_losses, two_weights) = (
+        harness.jax_train_losses(weights0, batches, recipe, num_devices=num_devices,
+                                 cross_device_bn=cross_device_bn, split=split) for split in (False, True))
+    assert two_losses == one_losses
+    assert two_weights.keys() == one_weights.keys()
+    for name in one_weights:
+        np.testing.assert_array_equal(two_weights[name], one_weights[name], err_msg=name)

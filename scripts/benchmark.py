@@ -6,7 +6,8 @@ matmul rate, and of the NumPy input pipeline; one Markdown report.
 
 What is timed, per batch size (each step on its own, from the host batch to a finished result):
 - training: PyTorch torch_impl.train.train_step (model in train mode; once with the default NCHW layout and
-  once channels_last); JAX the jitted shard_map step of jax_impl.train.compile_train_step on a 1-device mesh.
+  once channels_last); JAX the step of jax_impl.train.compile_train_step on a 1-device mesh (on CPU two jitted
+  programs, forward then backward and update; --jax-step one times the single-program step).
   Each step includes getting its batch onto the device the way the trainers do: to_device / global_batch of
   a host batch, or with --data-on-device (default on CUDA, as the trainers) the DeviceStream gather and
   crop/flip from the device-resident train split. On CUDA every torch step ends
@@ -175,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="jax_default_matmul_precision for the JAX model: 'default' is what jax_impl.train "
                              "runs (XLA may use TF32 on Ampere/Hopper GPUs); 'highest' is true float32, like PyTorch "
                              "without --tf32. No effect on CPU.")
+    parser.add_argument("--jax-step", choices=("auto", "one", "two"), default="auto",
+                        help="JAX training step as one jitted program or two (forward; backward and update); "
+                             "'auto' is what jax_impl.train runs: two on CPU, one elsewhere")
     return parser
 
 
@@ -312,7 +316,7 @@ def bench_torch(depth, batch_size, pool, stream, data_on_device, device, channel
 # ----------------------------------------------------------------------------------------------- JAX
 
 
-def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, async_steps):
+def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, async_steps, split):
     """(train Stats, eval Stats, async mean or None, compile timings) of the real jax_impl step and _predict;
     the step's input as in bench_torch (global_batch of a host batch, or jax_impl's DeviceStream)."""
     import jax
@@ -324,7 +328,7 @@ def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, as
     recipe = Recipe(depth=depth, batch_size=batch_size)
     mesh = make_mesh(1)
     state = replicate(mesh, create_state(ResNet(depth), recipe))
-    step_fn = compile_train_step(mesh)
+    step_fn = compile_train_step(mesh, split)
     eval_model = ResNet(depth)
 
     if data_on_device:
@@ -335,14 +339,6 @@ def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, as
             return global_batch(mesh, images), global_batch(mesh, labels)
 
     compile_times = {}
-    x, y = batch(0)
-    start = time.perf_counter()
-    lowered = step_fn.lower(state, x, y)
-    compile_times["train trace+lower"] = time.perf_counter() - start
-    start = time.perf_counter()
-    lowered.compile()  # fills the compilation cache the jitted step_fn calls below hit
-    compile_times["train compile"] = time.perf_counter() - start
-    del lowered
 
     def step(i, block=True):
         nonlocal state
@@ -352,7 +348,7 @@ def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, as
             jax.block_until_ready((state, metrics))
 
     warm = time_calls(step, warmup)
-    compile_times["train first call"] = warm[0]
+    compile_times["train first call (incl. compile)"] = warm[0]
     train = Stats(time_calls(lambda i: step(warmup + i), steps))
     async_mean = None
     if async_steps:
@@ -521,7 +517,8 @@ def main(argv=None) -> None:
             if backend == "jax":
                 train, evaluation, async_mean, compile_times = bench_jax(args.depth, batch_size, pool, stream,
                                                                          data_on_device, args.warmup, args.steps,
-                                                                         async_steps)
+                                                                         async_steps,
+                                                                         {"auto": None, "one": False, "two": True}[args.jax_step])
                 compile_rows.append([str(batch_size)] + [f"{v:.2f}" for v in compile_times.values()])
             else:
                 train, evaluation, async_mean = bench_torch(args.depth, batch_size, pool, stream, data_on_device,
@@ -544,6 +541,9 @@ def main(argv=None) -> None:
                        f"JAX: {', '.join(d.device_kind for d in jax.devices()[:1])}")
     else:
         device_text = "CPU"
+    two_programs = {"one": False, "two": True}.get(args.jax_step, jax.default_backend() == "cpu")
+    jax_step_text = ("two jitted programs: forward, then backward and SGD update" if two_programs
+                     else "one jitted program")
     env_threads = ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
                             if k in os.environ) or "no OMP_NUM_THREADS / MKL_NUM_THREADS / XLA_FLAGS set"
     command = "python scripts/benchmark.py" + ("" if not sys.argv[1:] else " " + shlex.join(sys.argv[1:]))
@@ -578,6 +578,7 @@ def main(argv=None) -> None:
             f"- Timing: {args.warmup} warm-up step{'s' if args.warmup > 1 else ''} (not timed; JAX compiles before them), then {args.steps} steps "
             f"timed one by one{', each ending in a device sync' if device.type == 'cuda' else ''}; "
             "median (min, max) per step, images/s = batch / median",
+            f"- JAX training step: --jax-step {args.jax_step} ({jax_step_text})",
         ]),
         "## Reference: float32 matrix multiply\n\n" + table(
             ["kernel", "GFLOP/s (median)"],
@@ -608,8 +609,7 @@ def main(argv=None) -> None:
                     + table(header, backend_rows("eval", fwd_flop)))
     if "jax" in args.backends:
         sections.append("## JAX compilation (seconds, not in the step times)\n\n" + table(
-            ["batch", "train step trace+lower", "train step compile", "train step first call",
-             "eval first call (incl. compile)"], compile_rows))
+            ["batch", "train step first call (incl. compile)", "eval first call (incl. compile)"], compile_rows))
         torch_variants = [b for b in ("torch", "torch_cl") if b in args.backends]
         if torch_variants:
             ratio_rows = []

@@ -2,6 +2,7 @@
 
     python scripts/profile_jax_step.py                          # ResNet-32, batch 128, one device
     python scripts/profile_jax_step.py --devices 2 --cross-device-bn
+    python scripts/profile_jax_step.py --jax-step one           # the single-program step (see attempt 10)
 
 Times jax_impl.train's own jitted step (synthetic inputs: the pixels do not change the work), then traces a
 few steps with jax.profiler and prints milliseconds per step for each kind of XLA kernel (ynn_fusion: a
@@ -34,6 +35,8 @@ def main(argv=None) -> None:
     parser.add_argument("--devices", type=int, default=1, help="virtual CPU devices (data parallel)")
     parser.add_argument("--cross-device-bn", action="store_true")
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--jax-step", choices=("auto", "one", "two"), default="auto",
+                        help="one jitted program or two (forward; backward and update); auto: two on CPU")
     parser.add_argument("--top", type=int, default=8, help="largest single kernels to list")
     args = parser.parse_args(argv)
     if args.devices > 1:
@@ -52,7 +55,7 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     images = train.global_batch(mesh, rng.standard_normal((args.batch_size, 32, 32, 3), np.float32))
     labels = train.global_batch(mesh, rng.integers(0, 10, args.batch_size).astype(np.int32))
-    step = train.compile_train_step(mesh)
+    step = train.compile_train_step(mesh, {"auto": None, "one": False, "two": True}[args.jax_step])
     for _ in range(3):
         state, metrics = step(state, images, labels)
         jax.block_until_ready(metrics)
