@@ -110,6 +110,27 @@ def train_step(mesh: Mesh, state: TrainState, images, labels):
     return backward_pass(state, pullback, batch_stats), metrics
 
 
+# XLA:CPU hands convolutions with more than 16 channels to YNNPACK by default; on this ResNet's shapes XLA's
+# own (Eigen) convolutions are faster, while YNNPACK's reductions and elementwise fusions are faster than
+# XLA's. So the CPU training step keeps YNNPACK for everything but convolutions (results/benchmarks.md,
+# attempt 11). The option is experimental: a jaxlib without it compiles with its defaults.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ",".join(
+    f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("DOT", "ELTWISE", "REDUCE", "INDIVIDUAL_DOT"))}
+
+
+@functools.cache
+def compiler_options(platform: str) -> dict | None:
+    """XLA options for the training step on `platform`: CPU_COMPILER_OPTIONS on CPU if this jaxlib knows them."""
+    if platform != "cpu":
+        return None
+    try:
+        probe = jax.device_put(np.zeros(2, np.float32), jax.devices("cpu")[0])
+        jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(probe).compile()
+    except jax.errors.JaxRuntimeError:  # "No such compile option" / "not a valid enum value"
+        return None
+    return CPU_COMPILER_OPTIONS
+
+
 def compile_train_step(mesh: Mesh, split: bool | None = None):
     """The jitted train_step, (state, images, labels) -> (state, metrics), data parallel over `mesh`: state
     replicated and donated, batch split along the data axis.
@@ -118,15 +139,17 @@ def compile_train_step(mesh: Mesh, split: bool | None = None):
     then the backward pass with the update: XLA:CPU does not keep a fused program's forward activations in
     memory but recomputes them, residual stream and all, inside every relayout its weight-gradient
     convolutions need, which made the one-program step ~1.7x slower here. Handing the activations from
-    one program to the next materialises them; the results are bit-identical (tests/test_jax_train.py,
-    results/benchmarks.md attempt 10).
+    one program to the next materialises them; the results are bit-identical (parity_tests/
+    test_multi_device.py, results/benchmarks.md attempt 10).
     """
+    platform = mesh.devices.flat[0].platform
+    options = compiler_options(platform)
     if split is None:
-        split = mesh.devices.flat[0].platform == "cpu"
+        split = platform == "cpu"
     if not split:
-        return jax.jit(functools.partial(train_step, mesh), donate_argnums=0)
-    forward = jax.jit(functools.partial(forward_pass, mesh))
-    backward = jax.jit(backward_pass, donate_argnums=0)
+        return jax.jit(functools.partial(train_step, mesh), donate_argnums=0, compiler_options=options)
+    forward = jax.jit(functools.partial(forward_pass, mesh), compiler_options=options)
+    backward = jax.jit(backward_pass, donate_argnums=0, compiler_options=options)
 
     def split_train_step(state, images, labels):
         pullback, batch_stats, metrics = forward(state, images, labels)
