@@ -131,7 +131,7 @@ def compiler_options(platform: str) -> dict | None:
     return CPU_COMPILER_OPTIONS
 
 
-def compile_train_step(mesh: Mesh, split: bool | None = None):
+def compile_train_step(mesh: Mesh, split: bool | None = None, xla_options: dict | str | None = "auto"):
     """The jitted train_step, (state, images, labels) -> (state, metrics), data parallel over `mesh`: state
     replicated and donated, batch split along the data axis.
 
@@ -140,10 +140,10 @@ def compile_train_step(mesh: Mesh, split: bool | None = None):
     memory but recomputes them, residual stream and all, inside every relayout its weight-gradient
     convolutions need, which made the one-program step ~1.7x slower here. Handing the activations from
     one program to the next materialises them; the results are bit-identical (parity_tests/
-    test_multi_device.py, results/benchmarks.md attempt 10).
+    test_multi_device.py, results/benchmarks.md attempt 10). `xla_options` "auto" is compiler_options(platform).
     """
     platform = mesh.devices.flat[0].platform
-    options = compiler_options(platform)
+    options = compiler_options(platform) if xla_options == "auto" else xla_options
     if split is None:
         split = platform == "cpu"
     if not split:

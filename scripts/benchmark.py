@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jax-step", choices=("auto", "one", "two"), default="auto",
                         help="JAX training step as one jitted program or two (forward; backward and update); "
                              "'auto' is what jax_impl.train runs: two on CPU, one elsewhere")
+    parser.add_argument("--jax-xla-options", choices=("auto", "none"), default="auto",
+                        help="'auto': the training step's XLA options as jax_impl.train compiles it "
+                             "(jax_impl.train.compiler_options); 'none': XLA's defaults")
     return parser
 
 
@@ -316,7 +319,7 @@ def bench_torch(depth, batch_size, pool, stream, data_on_device, device, channel
 # ----------------------------------------------------------------------------------------------- JAX
 
 
-def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, async_steps, split):
+def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, async_steps, split, xla_options):
     """(train Stats, eval Stats, async mean or None, compile timings) of the real jax_impl step and _predict;
     the step's input as in bench_torch (global_batch of a host batch, or jax_impl's DeviceStream)."""
     import jax
@@ -328,7 +331,7 @@ def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, as
     recipe = Recipe(depth=depth, batch_size=batch_size)
     mesh = make_mesh(1)
     state = replicate(mesh, create_state(ResNet(depth), recipe))
-    step_fn = compile_train_step(mesh, split)
+    step_fn = compile_train_step(mesh, split, xla_options)
     eval_model = ResNet(depth)
 
     if data_on_device:
@@ -518,7 +521,8 @@ def main(argv=None) -> None:
                 train, evaluation, async_mean, compile_times = bench_jax(args.depth, batch_size, pool, stream,
                                                                          data_on_device, args.warmup, args.steps,
                                                                          async_steps,
-                                                                         {"auto": None, "one": False, "two": True}[args.jax_step])
+                                                                         {"auto": None, "one": False, "two": True}[args.jax_step],
+                                                                         {"auto": "auto", "none": None}[args.jax_xla_options])
                 compile_rows.append([str(batch_size)] + [f"{v:.2f}" for v in compile_times.values()])
             else:
                 train, evaluation, async_mean = bench_torch(args.depth, batch_size, pool, stream, data_on_device,
@@ -544,6 +548,12 @@ def main(argv=None) -> None:
     two_programs = {"one": False, "two": True}.get(args.jax_step, jax.default_backend() == "cpu")
     jax_step_text = ("two jitted programs: forward, then backward and SGD update" if two_programs
                      else "one jitted program")
+    if args.jax_xla_options == "none":
+        jax_options_text = "XLA's defaults"
+    else:
+        from jax_impl.train import compiler_options
+        jax_options_text = ", ".join(f"{k}={v}" for k, v in (compiler_options(jax.default_backend()) or {}).items()) \
+            or "XLA's defaults on this platform"
     env_threads = ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
                             if k in os.environ) or "no OMP_NUM_THREADS / MKL_NUM_THREADS / XLA_FLAGS set"
     command = "python scripts/benchmark.py" + ("" if not sys.argv[1:] else " " + shlex.join(sys.argv[1:]))
@@ -578,7 +588,8 @@ def main(argv=None) -> None:
             f"- Timing: {args.warmup} warm-up step{'s' if args.warmup > 1 else ''} (not timed; JAX compiles before them), then {args.steps} steps "
             f"timed one by one{', each ending in a device sync' if device.type == 'cuda' else ''}; "
             "median (min, max) per step, images/s = batch / median",
-            f"- JAX training step: --jax-step {args.jax_step} ({jax_step_text})",
+            f"- JAX training step: --jax-step {args.jax_step} ({jax_step_text}); --jax-xla-options "
+            f"{args.jax_xla_options} ({jax_options_text})",
         ]),
         "## Reference: float32 matrix multiply\n\n" + table(
             ["kernel", "GFLOP/s (median)"],
