@@ -4,7 +4,9 @@
 
 Data parallel over every local device (and every host after jax.distributed.initialize): the per-device
 program is written with jax.shard_map over a 1-D mesh, the successor of pmap (JAX >= 0.8 implements pmap on
-it). Each device takes a contiguous slice of the global batch; the loss is pmean-ed over the data axis.
+it). Each device takes a contiguous slice of the global batch; the loss is pmean-ed over the data axis, and
+the step is differentiated through the shard_map. On CPU a step is two jitted programs, forward then backward
+with the update, compiled with XLA options of their own (compile_train_step says why).
 
 Weight decay 1e-4 applies to every parameter and is added to the gradient before SGD momentum, exactly as
 torch.optim.SGD's coupled weight decay: optax.chain(add_decayed_weights, sgd(momentum)).

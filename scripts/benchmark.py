@@ -475,6 +475,7 @@ def main(argv=None) -> None:
     from cifar_core.recipe import Recipe
     from cifar_core.run import cpu_name, git_info
     from torch_impl.model import resnet
+    git = git_info()  # the code being measured, before anyone edits the tree during the run
 
     if args.device == "cuda":
         if not torch.cuda.is_available():
@@ -535,7 +536,6 @@ def main(argv=None) -> None:
     load_after = os.getloadavg()
 
     # ------------------------------------------------------------------- the report
-    git = git_info()
     commit = (git["commit"] or "unknown") + (" (dirty tree)" if git["dirty"] else "")
     cores = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
