@@ -133,6 +133,14 @@ def compiler_options(platform: str) -> dict | None:
     return CPU_COMPILER_OPTIONS
 
 
+STEP_PROGRAMS = {"auto": None, "one": False, "two": True}  # the scripts' --jax-step -> compile_train_step's split
+
+
+def two_programs(platform: str, split: bool | None = None) -> bool:
+    """Whether compile_train_step runs the step as two programs: `split` if given, else on CPU."""
+    return platform == "cpu" if split is None else split
+
+
 def compile_train_step(mesh: Mesh, split: bool | None = None, xla_options: dict | str | None = "auto"):
     """The jitted train_step, (state, images, labels) -> (state, metrics), data parallel over `mesh`: state
     replicated and donated, batch split along the data axis.
@@ -146,9 +154,7 @@ def compile_train_step(mesh: Mesh, split: bool | None = None, xla_options: dict 
     """
     platform = mesh.devices.flat[0].platform
     options = compiler_options(platform) if xla_options == "auto" else xla_options
-    if split is None:
-        split = platform == "cpu"
-    if not split:
+    if not two_programs(platform, split):
         return jax.jit(functools.partial(train_step, mesh), donate_argnums=0, compiler_options=options)
     forward = jax.jit(functools.partial(forward_pass, mesh), compiler_options=options)
     backward = jax.jit(backward_pass, donate_argnums=0, compiler_options=options)

@@ -474,6 +474,7 @@ def main(argv=None) -> None:
     from cifar_core.plan import TrainStream
     from cifar_core.recipe import Recipe
     from cifar_core.run import cpu_name, git_info
+    from jax_impl.train import STEP_PROGRAMS, compiler_options, two_programs
     from torch_impl.model import resnet
     git = git_info()  # the code being measured, before anyone edits the tree during the run
 
@@ -522,7 +523,7 @@ def main(argv=None) -> None:
                 train, evaluation, async_mean, compile_times = bench_jax(args.depth, batch_size, pool, stream,
                                                                          data_on_device, args.warmup, args.steps,
                                                                          async_steps,
-                                                                         {"auto": None, "one": False, "two": True}[args.jax_step],
+                                                                         STEP_PROGRAMS[args.jax_step],
                                                                          {"auto": "auto", "none": None}[args.jax_xla_options])
                 compile_rows.append([str(batch_size)] + [f"{v:.2f}" for v in compile_times.values()])
             else:
@@ -545,13 +546,11 @@ def main(argv=None) -> None:
                        f"JAX: {', '.join(d.device_kind for d in jax.devices()[:1])}")
     else:
         device_text = "CPU"
-    two_programs = {"one": False, "two": True}.get(args.jax_step, jax.default_backend() == "cpu")
-    jax_step_text = ("two jitted programs: forward, then backward and SGD update" if two_programs
-                     else "one jitted program")
+    jax_step_text = ("two jitted programs: forward, then backward and SGD update"
+                     if two_programs(jax.default_backend(), STEP_PROGRAMS[args.jax_step]) else "one jitted program")
     if args.jax_xla_options == "none":
         jax_options_text = "XLA's defaults"
     else:
-        from jax_impl.train import compiler_options
         jax_options_text = ", ".join(f"{k}={v}" for k, v in (compiler_options(jax.default_backend()) or {}).items()) \
             or "XLA's defaults on this platform"
     env_threads = ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")

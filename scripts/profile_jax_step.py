@@ -55,7 +55,7 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     images = train.global_batch(mesh, rng.standard_normal((args.batch_size, 32, 32, 3), np.float32))
     labels = train.global_batch(mesh, rng.integers(0, 10, args.batch_size).astype(np.int32))
-    step = train.compile_train_step(mesh, {"auto": None, "one": False, "two": True}[args.jax_step])
+    step = train.compile_train_step(mesh, train.STEP_PROGRAMS[args.jax_step])
     for _ in range(3):
         state, metrics = step(state, images, labels)
         jax.block_until_ready(metrics)
