@@ -114,15 +114,16 @@ def train_step(mesh: Mesh, state: TrainState, images, labels):
 
 # XLA:CPU hands convolutions with more than 16 channels to YNNPACK by default; on this ResNet's shapes XLA's
 # own (Eigen) convolutions are faster, while YNNPACK's reductions and elementwise fusions are faster than
-# XLA's. So the CPU training step keeps YNNPACK for everything but convolutions (results/benchmarks.md,
-# attempt 11). The option is experimental: a jaxlib without it compiles with its defaults.
+# XLA's. So the CPU training step and evaluation keep YNNPACK for everything but convolutions
+# (results/benchmarks.md, attempts 11 and 14). The option is experimental: a jaxlib without it compiles with
+# its defaults.
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ",".join(
     f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("DOT", "ELTWISE", "REDUCE", "INDIVIDUAL_DOT"))}
 
 
 @functools.cache
 def compiler_options(platform: str) -> dict | None:
-    """XLA options for the training step on `platform`: CPU_COMPILER_OPTIONS on CPU if this jaxlib knows them."""
+    """XLA options for the programs compiled for `platform`: CPU_COMPILER_OPTIONS on CPU if this jaxlib knows them."""
     if platform != "cpu":
         return None
     try:
@@ -203,9 +204,20 @@ def replicate(mesh: Mesh, tree):
     return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _predict(model: ResNet, variables, images):
+def predict(model: ResNet, variables, images):
+    """Eval-mode class predictions: the argmax of the logits."""
     return jnp.argmax(model.apply(variables, images, train=False), -1)
+
+
+@functools.cache
+def _jitted_predict(options: tuple | None):
+    return jax.jit(predict, static_argnums=0, compiler_options=dict(options) if options else None)
+
+
+def compile_predict(mesh: Mesh, xla_options: dict | str | None = "auto"):
+    """The jitted predict, (model, variables, images) -> predictions; `xla_options` as in compile_train_step."""
+    options = compiler_options(mesh.devices.flat[0].platform) if xla_options == "auto" else xla_options
+    return _jitted_predict(tuple(sorted(options.items())) if options else None)
 
 
 def evaluate(model: ResNet, variables, images: np.ndarray, labels: np.ndarray, batch_size: int, mesh: Mesh):
@@ -213,13 +225,14 @@ def evaluate(model: ResNet, variables, images: np.ndarray, labels: np.ndarray, b
     if len(images) == 0:
         return None
     devices, procs, proc = mesh.size, jax.process_count(), jax.process_index()
+    predict_fn = compile_predict(mesh)
     padded = -(-batch_size // devices) * devices
     wrong = 0
     for x, y in eval_batches(images, labels, batch_size):
         valid = len(x)
         x = np.concatenate([x, np.zeros((padded - valid, *x.shape[1:]), x.dtype)]).astype(model.dtype)
         share = padded // procs
-        predictions = _predict(model, variables, global_batch(mesh, x[proc * share:(proc + 1) * share]))
+        predictions = predict_fn(model, variables, global_batch(mesh, x[proc * share:(proc + 1) * share]))
         wrong += int(np.sum(np.asarray(jax.device_get(predictions))[:valid] != y))
     return wrong / len(images)
 

@@ -14,8 +14,8 @@ What is timed, per batch size (each step on its own, from the host batch to a fi
   with torch.cuda.synchronize; every JAX step with jax.block_until_ready on the new state and the metrics.
   Warm-up steps (and JAX's tracing and compilation, reported on their own) are left out; the median, min and
   max are over the timed steps and images/s = batch / median.
-- evaluation: one forward pass in eval mode (torch.inference_mode; JAX jax_impl.train._predict, i.e. the
-  jitted apply with train=False) and the argmax, per batch.
+- evaluation: one forward pass in eval mode (torch.inference_mode; JAX jax_impl.train.compile_predict, i.e.
+  the jitted apply with train=False, as the trainer's evaluate compiles it) and the argmax, per batch.
 - the input pipeline: TrainStream.batch(step) of cifar_core (plan + augmentation in NumPy) on real CIFAR-10
   when --data-dir / $CIFAR10_DIR / the cache holds it, else on a synthetic set of the same size.
 Achieved GFLOP/s count 2 FLOP per multiply-add of the convolutions and the linear layer (68.86 M MACs per
@@ -180,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="JAX training step as one jitted program or two (forward; backward and update); "
                              "'auto' is what jax_impl.train runs: two on CPU, one elsewhere")
     parser.add_argument("--jax-xla-options", choices=("auto", "none"), default="auto",
-                        help="'auto': the training step's XLA options as jax_impl.train compiles it "
-                             "(jax_impl.train.compiler_options); 'none': XLA's defaults")
+                        help="'auto': the XLA options jax_impl.train compiles its training step and evaluation "
+                             "with (jax_impl.train.compiler_options); 'none': XLA's defaults")
     return parser
 
 
@@ -320,18 +320,19 @@ def bench_torch(depth, batch_size, pool, stream, data_on_device, device, channel
 
 
 def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, async_steps, split, xla_options):
-    """(train Stats, eval Stats, async mean or None, compile timings) of the real jax_impl step and _predict;
+    """(train Stats, eval Stats, async mean or None, compile timings) of the real jax_impl step and predict;
     the step's input as in bench_torch (global_batch of a host batch, or jax_impl's DeviceStream)."""
     import jax
     from cifar_core.recipe import Recipe
     from jax_impl.model import ResNet
-    from jax_impl.train import (DeviceStream, _predict, compile_train_step, create_state, global_batch, make_mesh,
-                                replicate)
+    from jax_impl.train import (DeviceStream, compile_predict, compile_train_step, create_state, global_batch,
+                                make_mesh, replicate)
 
     recipe = Recipe(depth=depth, batch_size=batch_size)
     mesh = make_mesh(1)
     state = replicate(mesh, create_state(ResNet(depth), recipe))
     step_fn = compile_train_step(mesh, split, xla_options)
+    predict_fn = compile_predict(mesh, xla_options)
     eval_model = ResNet(depth)
 
     if data_on_device:
@@ -366,7 +367,7 @@ def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, as
 
     def forward(i):
         images, _ = pool[i % len(pool)]
-        jax.block_until_ready(_predict(eval_model, variables, global_batch(mesh, images)))
+        jax.block_until_ready(predict_fn(eval_model, variables, global_batch(mesh, images)))
 
     warm = time_calls(forward, warmup)
     compile_times["eval first call (incl. compile)"] = warm[0]
@@ -587,8 +588,8 @@ def main(argv=None) -> None:
             f"- Timing: {args.warmup} warm-up step{'s' if args.warmup > 1 else ''} (not timed; JAX compiles before them), then {args.steps} steps "
             f"timed one by one{', each ending in a device sync' if device.type == 'cuda' else ''}; "
             "median (min, max) per step, images/s = batch / median",
-            f"- JAX training step: --jax-step {args.jax_step} ({jax_step_text}); --jax-xla-options "
-            f"{args.jax_xla_options} ({jax_options_text})",
+            f"- JAX: training step --jax-step {args.jax_step} ({jax_step_text}); training step and evaluation "
+            f"compiled with --jax-xla-options {args.jax_xla_options} ({jax_options_text})",
         ]),
         "## Reference: float32 matrix multiply\n\n" + table(
             ["kernel", "GFLOP/s (median)"],
