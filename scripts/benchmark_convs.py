@@ -7,7 +7,8 @@ PyTorch against JAX, at ResNet-32's three stage shapes.
 Each kernel is timed alone, as the training steps run it: PyTorch through aten.convolution and
 aten.convolution_backward (channels_last, and NCHW), JAX through jax.lax.conv_general_dilated and its
 jax.vjp, jitted with the options jax_impl.train compiles with (compiler_options) and with XLA's defaults.
-The median of --repeats calls after warm-up, each ending in a device sync. A stage of ResNet-32 runs about
+The median of --repeats calls after warm-up, each ending in a device sync; the calls are timed in
+rounds that take every kernel once, so a burst of noise on a shared machine is spread over all of them. A stage of ResNet-32 runs about
 ten such convolutions (n = 5 blocks of two), so ten times a row's sum approximates the stage's share of a
 training step's convolution time (the first convolution of stages 2 and 3 has stride 2, the stem has 3 input
 channels; both are left out). Used for attempt 14 in results/benchmarks.md.
@@ -29,15 +30,19 @@ STAGES = ((32, 16), (16, 32), (8, 64))  # (height = width, channels) of ResNet-3
 KERNELS = ("forward", "input gradient", "weight gradient")
 
 
-def median_ms(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def interleaved_medians(calls: dict, warmup: int, repeats: int) -> dict:
+    """Median wall time (ms) of each zero-argument call, timed in rounds that take every call once, so that a
+    burst of noise on the machine lands on all of them rather than on one."""
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times = {key: [] for key in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+        for key, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[key].append(time.perf_counter() - start)
+    return {key: 1e3 * statistics.median(t) for key, t in times.items()}
 
 
 def torch_kernels(batch, size, channels, device, channels_last):
@@ -103,15 +108,19 @@ def main(argv=None) -> None:
     if options:
         variants["JAX, XLA defaults"] = lambda b, s, c: jax_kernels(b, s, c, None)
 
-    rows, stage_sums = [], {name: [] for name in variants}
+    calls = {}
     for size, channels in STAGES:
         for name, make in variants.items():
-            kernels = make(args.batch_size, size, channels)
-            times = [median_ms(k, args.warmup, args.repeats) for k in kernels]
+            for kernel, call in zip(KERNELS, make(args.batch_size, size, channels)):
+                calls[size, channels, name, kernel] = call
+    medians = interleaved_medians(calls, args.warmup, args.repeats)
+    rows, stage_sums = [], {name: [] for name in variants}
+    for size, channels in STAGES:
+        for name in variants:
+            times = [medians[size, channels, name, kernel] for kernel in KERNELS]
             stage_sums[name].append(10 * sum(times))
             rows.append(f"| {size}x{size}x{channels} | {name} | " + " | ".join(f"{t:.2f}" for t in times)
                         + f" | {sum(times):.2f} |")
-            print(rows[-1], file=sys.stderr, flush=True)
 
     device_text = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{cpu_name()}, {os.cpu_count()} cores; torch threads {torch.get_num_threads()}"
@@ -130,7 +139,7 @@ def main(argv=None) -> None:
         f"- Versions: torch {torch.__version__}; jax {jax.__version__}",
         f"- JAX compiled with jax_impl.train.compiler_options: {options_text}",
         f"- Batch {args.batch_size}, float32, 3x3 convolution, stride 1, padding 1, as many output channels as input; "
-        f"median of {args.repeats} calls after {args.warmup} warm-up",
+        f"median of {args.repeats} calls after {args.warmup} warm-up, timed in interleaved rounds",
         "",
         "## Milliseconds per call",
         "",
