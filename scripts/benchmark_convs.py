@@ -7,8 +7,8 @@ PyTorch against JAX, at ResNet-32's three stage shapes.
 Each kernel is timed alone, as the training steps run it: PyTorch through aten.convolution and
 aten.convolution_backward (channels_last, and NCHW), JAX through jax.lax.conv_general_dilated and its
 jax.vjp, jitted with the options jax_impl.train compiles with (compiler_options) and with XLA's defaults.
-The median of --repeats calls after warm-up, each ending in a device sync; the calls are timed in
-rounds that take every kernel once, so a burst of noise on a shared machine is spread over all of them. A stage of ResNet-32 runs about
+Each kernel runs --repeats times back to back after warm-up, each call ending in a device sync, in --rounds
+sweeps over all the kernels; the median is over all its calls. A stage of ResNet-32 runs about
 ten such convolutions (n = 5 blocks of two), so ten times a row's sum approximates the stage's share of a
 training step's convolution time (the first convolution of stages 2 and 3 has stride 2, the stem has 3 input
 channels; both are left out). Used for attempt 14 in results/benchmarks.md.
@@ -30,18 +30,20 @@ STAGES = ((32, 16), (16, 32), (8, 64))  # (height = width, channels) of ResNet-3
 KERNELS = ("forward", "input gradient", "weight gradient")
 
 
-def interleaved_medians(calls: dict, warmup: int, repeats: int) -> dict:
-    """Median wall time (ms) of each zero-argument call, timed in rounds that take every call once, so that a
-    burst of noise on the machine lands on all of them rather than on one."""
-    for call in calls.values():
-        for _ in range(warmup):
-            call()
+def medians_in_rounds(calls: dict, warmup: int, repeats: int, rounds: int) -> dict:
+    """Median wall time (ms) of each zero-argument call over `rounds` sweeps of `repeats` back-to-back calls
+    each. Back to back, as in a training step: a call straight after another framework's finds that
+    framework's worker threads still spinning (PyTorch's OpenMP threads) and is timed slower. The rounds
+    spread a burst of noise on the machine over all the calls rather than one."""
     times = {key: [] for key in calls}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for key, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[key].append(time.perf_counter() - start)
+            for _ in range(warmup):
+                call()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                call()
+                times[key].append(time.perf_counter() - start)
     return {key: 1e3 * statistics.median(t) for key, t in times.items()}
 
 
@@ -86,7 +88,8 @@ def main(argv=None) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=10, help="back-to-back timed calls per kernel and round")
+    parser.add_argument("--rounds", type=int, default=3, help="sweeps over all the kernels")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "results" / "benchmark_convs.md")
     args = parser.parse_args(argv)
     if args.device == "cpu":
@@ -113,7 +116,7 @@ def main(argv=None) -> None:
         for name, make in variants.items():
             for kernel, call in zip(KERNELS, make(args.batch_size, size, channels)):
                 calls[size, channels, name, kernel] = call
-    medians = interleaved_medians(calls, args.warmup, args.repeats)
+    medians = medians_in_rounds(calls, args.warmup, args.repeats, args.rounds)
     rows, stage_sums = [], {name: [] for name in variants}
     for size, channels in STAGES:
         for name in variants:
@@ -139,7 +142,8 @@ def main(argv=None) -> None:
         f"- Versions: torch {torch.__version__}; jax {jax.__version__}",
         f"- JAX compiled with jax_impl.train.compiler_options: {options_text}",
         f"- Batch {args.batch_size}, float32, 3x3 convolution, stride 1, padding 1, as many output channels as input; "
-        f"median of {args.repeats} calls after {args.warmup} warm-up, timed in interleaved rounds",
+        f"median of {args.rounds} x {args.repeats} calls ({args.rounds} sweeps over the kernels, each kernel "
+        f"{args.warmup} warm-up then {args.repeats} timed calls back to back)",
         "",
         "## Milliseconds per call",
         "",
