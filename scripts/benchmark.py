@@ -554,8 +554,9 @@ def main(argv=None) -> None:
     else:
         jax_options_text = ", ".join(f"{k}={v}" for k, v in (compiler_options(jax.default_backend()) or {}).items()) \
             or "XLA's defaults on this platform"
-    env_threads = ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
-                            if k in os.environ) or "no OMP_NUM_THREADS / MKL_NUM_THREADS / XLA_FLAGS set"
+    env_threads = ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS",
+                                                                  "GLIBC_TUNABLES") if k in os.environ) \
+        or "no OMP_NUM_THREADS / MKL_NUM_THREADS / XLA_FLAGS / GLIBC_TUNABLES set"
     command = "python scripts/benchmark.py" + ("" if not sys.argv[1:] else " " + shlex.join(sys.argv[1:]))
     cuda_versions = (f"; CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
                      if device.type == "cuda" else "")
