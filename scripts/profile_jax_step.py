@@ -8,7 +8,10 @@ Times jax_impl.train's own jitted step (synthetic inputs: the pixels do not chan
 few steps with jax.profiler and prints milliseconds per step for each kind of XLA kernel (ynn_fusion: a
 convolution through YNNPACK with the elementwise ops fused into it; transpose_copy_fusion: a relayout, with
 whatever elementwise producers XLA chose to recompute inside it), and the largest single kernels.
-Used for the attempts recorded in results/benchmarks.md.
+The times are traced wall times: a kernel waiting for cores that concurrently scheduled kernels hold, or
+faulting in fresh memory, is charged for it (results/benchmarks.md, attempt 17), so read the sums as where
+to look; scripts/benchmark_convs.py times the convolutions alone. Used for the attempts recorded in
+results/benchmarks.md.
 """
 
 from __future__ import annotations
