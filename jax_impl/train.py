@@ -6,7 +6,8 @@ Data parallel over every local device (and every host after jax.distributed.init
 program is written with jax.shard_map over a 1-D mesh, the successor of pmap (JAX >= 0.8 implements pmap on
 it). Each device takes a contiguous slice of the global batch; the loss is pmean-ed over the data axis, and
 the step is differentiated through the shard_map. On CPU a step is two jitted programs, forward then backward
-with the update, compiled with XLA options of their own (compile_train_step says why).
+with the update, compiled with XLA options of their own (compile_train_step says why). With the train split
+on the device (the default off the CPU), several steps run per jitted call as one lax.scan (train_steps).
 
 Weight decay 1e-4 applies to every parameter and is added to the gradient before SGD momentum, exactly as
 torch.optim.SGD's coupled weight decay: optax.chain(add_decayed_weights, sgd(momentum)).
@@ -166,6 +167,30 @@ def compile_train_step(mesh: Mesh, split: bool | None = None, xla_options: dict 
     return split_train_step
 
 
+def train_steps(mesh: Mesh, state: TrainState, images, labels, rows, offsets, flips):
+    """len(rows) SGD steps in one program, step k on the batch that the plan (rows[k], offsets[k], flips[k])
+    picks and crops from the device-resident train split (`images`, `labels`): (new state, metrics summed
+    over the steps). One dispatch for several steps: on a GPU a ResNet-32 step takes about a millisecond,
+    the scale of launching it from Python."""
+    sharded = NamedSharding(mesh, P(DATA_AXIS))
+
+    def one_step(state, plan):
+        step_rows, step_offsets, step_flips = plan
+        batch_images = jax.lax.with_sharding_constraint(
+            augment_on_device(images[step_rows], step_offsets, step_flips), sharded)
+        return train_step(mesh, state, batch_images, jax.lax.with_sharding_constraint(labels[step_rows], sharded))
+    state, metrics = jax.lax.scan(one_step, state, (rows, offsets, flips))
+    return state, jax.tree.map(lambda m: m.sum(0), metrics)
+
+
+def compile_train_steps(mesh: Mesh, xla_options: dict | str | None = "auto"):
+    """The jitted train_steps, (state, images, labels, rows, offsets, flips) -> (state, summed metrics), state
+    donated. Always one program per call, so on CPU it lacks compile_train_step's two-program split: the
+    trainer scans only where the data is on the device and the platform is not the CPU (--steps-per-call)."""
+    options = compiler_options(mesh.devices.flat[0].platform) if xla_options == "auto" else xla_options
+    return jax.jit(functools.partial(train_steps, mesh), donate_argnums=0, compiler_options=options)
+
+
 def augment_on_device(images, offsets, flips):
     """The core's pad-crop-flip (cifar_core.plan.augment) on device-resident normalised NHWC images: a gather,
     so the pixels are bit-identical to the NumPy materializer's."""
@@ -193,6 +218,11 @@ class DeviceStream:
     def batch(self, step: int):
         plan = self.stream.plan(step)
         return self._gather(self.images, self.labels, plan.rows, plan.offsets, plan.flips)
+
+    def plans(self, step: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The plans of steps step .. step + count - 1, stacked: (rows, offsets, flips) for train_steps."""
+        plans = [self.stream.plan(i) for i in range(step, step + count)]
+        return tuple(np.stack([getattr(p, name) for p in plans]) for name in ("rows", "offsets", "flips"))
 
 
 def global_batch(mesh: Mesh, local: np.ndarray) -> jax.Array:
@@ -245,6 +275,9 @@ def maybe_initialize_distributed(args) -> None:
                                    process_id=args.process_id)
 
 
+STEPS_PER_CALL_ACCELERATOR = 50  # --steps-per-call's default on GPU/TPU with the data on the device
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.build_parser(BACKEND)
     group = parser.add_argument_group("JAX options")
@@ -256,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--process-id", type=int, help="multi-host: this process's index")
     group.add_argument("--data-on-device", action=argparse.BooleanOptionalAction, default=None,
                        help="keep the train split on the devices and crop/flip there (default: on for GPU/TPU)")
+    group.add_argument("--steps-per-call", type=int, default=None,
+                       help="with --data-on-device, run up to N steps per jitted call (one lax.scan; calls end at "
+                            f"every log and eval point). Default: {STEPS_PER_CALL_ACCELERATOR} off the CPU, 1 on it "
+                            "(the scanned step is one program, which XLA:CPU runs slower than its two-program step)")
     group.add_argument("--matmul-precision", choices=("highest", "default"), default="highest",
                        help="float32 conv/matmul precision: 'highest' is true fp32 (PyTorch's default, TF32 off); "
                             "'default' lets GPUs use TF32/bf16 passes (as PyTorch's --tf32)")
@@ -276,6 +313,17 @@ def run(args) -> dict | None:
         raise ValueError(f"--batch-size {recipe.batch_size} does not divide across {mesh.size} devices; "
                          f"use a multiple of {mesh.size} or --num-devices.")
     proc, procs = jax.process_index(), jax.process_count()
+    data_on_device = args.data_on_device if args.data_on_device is not None else jax.default_backend() != "cpu"
+    if data_on_device and procs > 1:
+        raise ValueError("--data-on-device is single-process; multi-host runs feed each process's share.")
+    steps_per_call = args.steps_per_call
+    if steps_per_call is None:
+        steps_per_call = STEPS_PER_CALL_ACCELERATOR if data_on_device and jax.default_backend() != "cpu" else 1
+    if steps_per_call < 1:
+        raise ValueError(f"--steps-per-call must be at least 1, got {steps_per_call}.")
+    if steps_per_call > 1 and not data_on_device:
+        raise ValueError(f"--steps-per-call {steps_per_call} needs --data-on-device: each scanned step gathers "
+                         "its batch from the train split on the device.")
     run_dir = RunDir(args.run_dir or default_run_dir(BACKEND, recipe.depth), BACKEND, recipe, args.resume,
                      write=proc == 0)
     data = pipeline.build(recipe, args.data_dir)
@@ -291,11 +339,9 @@ def run(args) -> dict | None:
     state = replicate(mesh, state)
     step_fn = compile_train_step(mesh)
 
-    data_on_device = args.data_on_device if args.data_on_device is not None else jax.default_backend() != "cpu"
-    if data_on_device and procs > 1:
-        raise ValueError("--data-on-device is single-process; multi-host runs feed each process's share.")
     options = {"cross_device_bn": args.cross_device_bn, "num_devices": mesh.size, "process_count": procs,
-               "data_on_device": data_on_device, "matmul_precision": args.matmul_precision}
+               "data_on_device": data_on_device, "steps_per_call": steps_per_call,
+               "matmul_precision": args.matmul_precision}
     run_dir.write_config(options, versions(), [f"{d.platform}:{d.id} {d.device_kind}" for d in mesh.devices.flat],
                          data.info)
 
@@ -318,7 +364,9 @@ def run(args) -> dict | None:
                 evaluate(eval_model, variables(), data.test_images, data.test_labels, recipe.eval_batch_size, mesh))
 
     if data_on_device:
-        next_batch = DeviceStream(data.train, mesh).batch
+        device_stream = DeviceStream(data.train, mesh)
+        next_batch = device_stream.batch
+        steps_fn = compile_train_steps(mesh) if steps_per_call > 1 else None
     else:
         def next_batch(step):
             images, labels = data.train.batch(step, proc, procs)
@@ -328,11 +376,23 @@ def run(args) -> dict | None:
                       progress=not args.no_progress)
     loss_sum = correct = 0.0
     step = start_step
+    def steps_in_call(step):
+        """Up to steps_per_call, ending at the next log or eval point, where the loop reads the metrics."""
+        count = min(steps_per_call, recipe.iterations - step)
+        for every in (recipe.log_every, recipe.eval_every):
+            count = min(count, every - step % every)
+        return count
+
     with StopSignal() as stop:
         while step < recipe.iterations:
-            state, metrics = step_fn(state, *next_batch(step))
+            count = steps_in_call(step)
+            if count > 1:
+                state, metrics = steps_fn(state, device_stream.images, device_stream.labels,
+                                          *device_stream.plans(step, count))
+            else:
+                state, metrics = step_fn(state, *next_batch(step))
             loss_sum, correct = loss_sum + metrics["loss_sum"], correct + metrics["correct"]  # stays on device
-            step += 1
+            step += count
             if tracker.should_log(step):
                 tracker.log_train(step, float(loss_sum), float(correct), recipe.batch_size * (step - tracker.last_logged_step))
                 loss_sum = correct = 0.0

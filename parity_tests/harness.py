@@ -57,12 +57,17 @@ def real_data_dir() -> str | None:
     return None
 
 
-def train_batches(recipe: Recipe, steps: int, dataset=None) -> tuple[list, str]:
-    """The core's planned batches for `steps` steps: real CIFAR-10 when available, else a synthetic stand-in."""
+def train_stream(recipe: Recipe, dataset=None):
+    """(the core's TrainStream, its source): real CIFAR-10 when available, else a synthetic stand-in."""
     source = "synthetic"
     if dataset is None and real_data_dir():
         dataset, source = data.load(real_data_dir()), "CIFAR-10"
-    stream = pipeline.build(recipe, dataset=dataset if dataset is not None else make_dataset(2000, 200)).train
+    return pipeline.build(recipe, dataset=dataset if dataset is not None else make_dataset(2000, 200)).train, source
+
+
+def train_batches(recipe: Recipe, steps: int, dataset=None) -> tuple[list, str]:
+    """The core's planned batches for `steps` steps, materialised in NumPy (see train_stream)."""
+    stream, source = train_stream(recipe, dataset)
     return [stream.batch(step) for step in range(steps)], source
 
 
@@ -158,6 +163,29 @@ def jax_train_losses(tensors, batches, recipe: Recipe, dtype=np.float64, num_dev
             losses.append(float(metrics["loss_sum"]) / len(labels))
         final = jax_ckpt.to_neutral(jax.device_get({"params": state.params, "batch_stats": state.batch_stats}))
         return losses, final
+
+
+def jax_scanned_train(tensors, stream, recipe: Recipe, steps: int, steps_per_call: int, dtype=np.float64,
+                      num_devices: int = 1, cross_device_bn: bool = False) -> tuple[list, dict]:
+    """jax_impl.train.train_steps: `steps` steps, `steps_per_call` per jitted lax.scan, from the train split
+    on the devices (DeviceStream). Returns each call's summed loss and the final weights."""
+    with _x64(dtype):
+        mesh = jax_train.make_mesh(num_devices)
+        model = ResNet(depth_of(tensors), dtype=dtype,
+                       bn_axis_name=jax_train.DATA_AXIS if cross_device_bn else None)
+        variables = jax_ckpt.from_neutral(tensors, dtype)
+        state = jax_train.replicate(mesh, jax_train.TrainState.create(
+            apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"],
+            tx=jax_train.make_optimizer(recipe)))
+        device_stream = jax_train.DeviceStream(stream, mesh)
+        steps_fn = jax_train.compile_train_steps(mesh)
+        loss_sums = []
+        for start in range(0, steps, steps_per_call):
+            state, metrics = steps_fn(state, device_stream.images, device_stream.labels,
+                                      *device_stream.plans(start, min(steps_per_call, steps - start)))
+            loss_sums.append(float(metrics["loss_sum"]))
+        final = jax_ckpt.to_neutral(jax.device_get({"params": state.params, "batch_stats": state.batch_stats}))
+        return loss_sums, final
 
 
 def torch_momentum(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:

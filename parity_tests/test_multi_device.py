@@ -69,3 +69,23 @@ def test_jax_two_program_step_equals_one_program(weights0, setup, num_devices, c
     assert two_weights.keys() == one_weights.keys()
     for name in one_weights:
         np.testing.assert_array_equal(two_weights[name], one_weights[name], err_msg=name)
+
+
+@pytest.mark.parametrize("num_devices, cross_device_bn", [(1, False), (4, True)])
+def test_jax_scanned_steps_equal_single_steps(weights0, setup, num_devices, cross_device_bn):
+    """Several steps per jitted call (jax_impl.train.train_steps: a lax.scan that gathers, crops and flips each
+    batch from the split on the devices) compute exactly what one step per call on host-materialised batches
+    computes: the same weights, bit for bit, and the same losses."""
+    recipe, batches, _ = setup
+    stream, _ = harness.train_stream(recipe)
+    per_call = 5  # 12 steps: calls of 5, 5 and 2
+    losses, weights = harness.jax_train_losses(weights0, batches, recipe, num_devices=num_devices,
+                                               cross_device_bn=cross_device_bn, split=False)
+    scanned_sums, scanned_weights = harness.jax_scanned_train(weights0, stream, recipe, STEPS, per_call,
+                                                              num_devices=num_devices,
+                                                              cross_device_bn=cross_device_bn)
+    loss_sums = [BATCH * sum(losses[i:i + per_call]) for i in range(0, STEPS, per_call)]
+    assert scanned_sums == pytest.approx(loss_sums, rel=1e-13)
+    assert scanned_weights.keys() == weights.keys()
+    for name in weights:
+        np.testing.assert_array_equal(scanned_weights[name], weights[name], err_msg=name)

@@ -181,6 +181,30 @@ def test_jax_four_devices_cross_bn_equals_one_device(data_dir, tmp_path):
     assert four["final_test_error"] == one["final_test_error"]
 
 
+def test_jax_steps_per_call_trains_as_one_step_per_call(data_dir, tmp_path):
+    """float32 through the CLI: 7 steps, at most 4 per call, in calls ending at every log (3, 6, 7) and eval
+    (5, 7) point, against one step per call (bit-identical weights in float64: parity_tests/test_multi_device.py)."""
+    flags = ["--iterations", "7", "--log-every", "3", "--eval-every", "5", "--data-on-device"]
+    one = train("jax_impl", data_dir, tmp_path / "one", *flags)
+    scanned = train("jax_impl", data_dir, tmp_path / "scan", *flags, "--steps-per-call", "4")
+    assert json.loads((tmp_path / "scan" / "config.json").read_text())["options"]["steps_per_call"] == 4
+    records = {run: read_metrics(tmp_path / run / "metrics.jsonl") for run in ("one", "scan")}
+    steps = {run: [(r["kind"], r["step"]) for r in records[run]] for run in records}
+    assert steps["scan"] == steps["one"] == [("train", 3), ("eval", 5), ("train", 6), ("train", 7), ("eval", 7)]
+    np.testing.assert_allclose(losses(tmp_path / "scan"), losses(tmp_path / "one"), rtol=1e-5)
+    assert scanned["final_test_error"] == one["final_test_error"]
+
+
+def test_jax_steps_per_call_without_data_on_device_is_a_clear_error(data_dir, tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        train("jax_impl", data_dir, tmp_path / "r", "--steps-per-call", "4", "--no-data-on-device")
+    assert "--steps-per-call 4 needs --data-on-device" in str(stopped.value.code)
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit) as stopped:
+        train("jax_impl", data_dir, tmp_path / "r", "--steps-per-call", "0", "--data-on-device")
+    assert "--steps-per-call must be at least 1, got 0" in str(stopped.value.code)
+
+
 # ------------------------------------------------------------------------------------------ PyTorch only
 
 
