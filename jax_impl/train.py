@@ -185,8 +185,9 @@ def train_steps(mesh: Mesh, state: TrainState, images, labels, rows, offsets, fl
 
 def compile_train_steps(mesh: Mesh, xla_options: dict | str | None = "auto"):
     """The jitted train_steps, (state, images, labels, rows, offsets, flips) -> (state, summed metrics), state
-    donated. Always one program per call, so on CPU it lacks compile_train_step's two-program split: the
-    trainer scans only where the data is on the device and the platform is not the CPU (--steps-per-call)."""
+    donated. For GPUs and TPUs: XLA:CPU runs convolutions inside a loop on a slow path (13x slower per step
+    than compile_train_step in a depth-8 benchmark here, results/benchmarks.md attempt 19), so the trainer
+    scans by default only where the data is on the device and the platform is not the CPU (--steps-per-call)."""
     options = compiler_options(mesh.devices.flat[0].platform) if xla_options == "auto" else xla_options
     return jax.jit(functools.partial(train_steps, mesh), donate_argnums=0, compiler_options=options)
 
@@ -292,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--steps-per-call", type=int, default=None,
                        help="with --data-on-device, run up to N steps per jitted call (one lax.scan; calls end at "
                             f"every log and eval point). Default: {STEPS_PER_CALL_ACCELERATOR} off the CPU, 1 on it "
-                            "(the scanned step is one program, which XLA:CPU runs slower than its two-program step)")
+                            "(XLA:CPU runs convolutions inside a loop on a slow path)")
     group.add_argument("--matmul-precision", choices=("highest", "default"), default="highest",
                        help="float32 conv/matmul precision: 'highest' is true fp32 (PyTorch's default, TF32 off); "
                             "'default' lets GPUs use TF32/bf16 passes (as PyTorch's --tf32)")

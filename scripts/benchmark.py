@@ -7,7 +7,9 @@ matmul rate, and of the NumPy input pipeline; one Markdown report.
 What is timed, per batch size (each step on its own, from the host batch to a finished result):
 - training: PyTorch torch_impl.train.train_step (model in train mode; once with the default NCHW layout and
   once channels_last); JAX the step of jax_impl.train.compile_train_step on a 1-device mesh (on CPU two jitted
-  programs, forward then backward and update; --jax-step one times the single-program step).
+  programs, forward then backward and update; --jax-step one times the single-program step). With the data
+  on the device off the CPU, JAX runs several steps per jitted call as the trainer does (train_steps, a
+  lax.scan; --jax-steps-per-call), and a call's time divided by its steps counts as a step.
   Each step includes getting its batch onto the device the way the trainers do: to_device / global_batch of
   a host batch, or with --data-on-device (default on CUDA, as the trainers) the DeviceStream gather and
   crop/flip from the device-resident train split. On CUDA every torch step ends
@@ -172,10 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tf32", action="store_true",
                         help="PyTorch: allow TF32 convs/matmuls on CUDA, as torch_impl.train --tf32 (default off, "
                              "as the trainer)")
-    parser.add_argument("--jax-precision", choices=("default", "highest"), default="default",
-                        help="jax_default_matmul_precision for the JAX model: 'default' is what jax_impl.train "
-                             "runs (XLA may use TF32 on Ampere/Hopper GPUs); 'highest' is true float32, like PyTorch "
-                             "without --tf32. No effect on CPU.")
+    parser.add_argument("--jax-precision", choices=("default", "highest"), default="highest",
+                        help="jax_default_matmul_precision for the JAX model: 'highest' (true float32, like PyTorch "
+                             "without --tf32) is what jax_impl.train runs by default (--matmul-precision); 'default' "
+                             "(jax_impl.train --matmul-precision default) lets XLA use TF32 on Ampere/Hopper GPUs. "
+                             "No effect on CPU.")
+    parser.add_argument("--jax-steps-per-call", type=int, default=None,
+                        help="JAX training steps per jitted call (a lax.scan, jax_impl.train.train_steps; needs "
+                             "--data-on-device); a call's time / N is reported per step. Default: as the trainer, "
+                             "jax_impl.train.STEPS_PER_CALL_ACCELERATOR off the CPU with the data on the device, "
+                             "else 1")
     parser.add_argument("--jax-step", choices=("auto", "one", "two"), default="auto",
                         help="JAX training step as one jitted program or two (forward; backward and update); "
                              "'auto' is what jax_impl.train runs: two on CPU, one elsewhere")
@@ -319,14 +327,17 @@ def bench_torch(depth, batch_size, pool, stream, data_on_device, device, channel
 # ----------------------------------------------------------------------------------------------- JAX
 
 
-def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, async_steps, split, xla_options):
+def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, async_steps, split, xla_options,
+              steps_per_call=1):
     """(train Stats, eval Stats, async mean or None, compile timings) of the real jax_impl step and predict;
-    the step's input as in bench_torch (global_batch of a host batch, or jax_impl's DeviceStream)."""
+    the step's input as in bench_torch (global_batch of a host batch, or jax_impl's DeviceStream). With
+    steps_per_call > 1, each timed call is train_steps over that many steps, and its time / steps_per_call
+    counts as a step."""
     import jax
     from cifar_core.recipe import Recipe
     from jax_impl.model import ResNet
-    from jax_impl.train import (DeviceStream, compile_predict, compile_train_step, create_state, global_batch,
-                                make_mesh, replicate)
+    from jax_impl.train import (DeviceStream, compile_predict, compile_train_step, compile_train_steps, create_state,
+                                global_batch, make_mesh, replicate)
 
     recipe = Recipe(depth=depth, batch_size=batch_size)
     mesh = make_mesh(1)
@@ -336,24 +347,30 @@ def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, as
     eval_model = ResNet(depth)
 
     if data_on_device:
-        batch = DeviceStream(stream, mesh).batch
+        device_stream = DeviceStream(stream, mesh)
+        batch = device_stream.batch
     else:
         def batch(i):
             images, labels = pool[i % len(pool)]
             return global_batch(mesh, images), global_batch(mesh, labels)
+    if steps_per_call > 1:
+        steps_fn = compile_train_steps(mesh, xla_options)
 
     compile_times = {}
 
-    def step(i, block=True):
+    def step(i, block=True):  # steps_per_call steps from step i * steps_per_call on
         nonlocal state
-        x, y = batch(i)
-        state, metrics = step_fn(state, x, y)
+        if steps_per_call > 1:
+            state, metrics = steps_fn(state, device_stream.images, device_stream.labels,
+                                      *device_stream.plans(i * steps_per_call, steps_per_call))
+        else:
+            state, metrics = step_fn(state, *batch(i))
         if block:
             jax.block_until_ready((state, metrics))
 
     warm = time_calls(step, warmup)
     compile_times["train first call (incl. compile)"] = warm[0]
-    train = Stats(time_calls(lambda i: step(warmup + i), steps))
+    train = Stats([t / steps_per_call for t in time_calls(lambda i: step(warmup + i), steps)])
     async_mean = None
     if async_steps:
         jax.block_until_ready(state)
@@ -361,7 +378,7 @@ def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, as
         for i in range(async_steps):
             step(warmup + steps + i, block=False)
         jax.block_until_ready(state)
-        async_mean = (time.perf_counter() - start) / async_steps
+        async_mean = (time.perf_counter() - start) / async_steps / steps_per_call
 
     variables = {"params": state.params, "batch_stats": state.batch_stats}
 
@@ -475,7 +492,7 @@ def main(argv=None) -> None:
     from cifar_core.plan import TrainStream
     from cifar_core.recipe import Recipe
     from cifar_core.run import cpu_name, git_info
-    from jax_impl.train import STEP_PROGRAMS, compiler_options, two_programs
+    from jax_impl.train import STEP_PROGRAMS, STEPS_PER_CALL_ACCELERATOR, compiler_options, two_programs
     from torch_impl.model import resnet
     git = git_info()  # the code being measured, before anyone edits the tree during the run
 
@@ -494,6 +511,13 @@ def main(argv=None) -> None:
         jax.config.update("jax_default_matmul_precision", args.jax_precision)
     data_on_device = args.data_on_device if args.data_on_device is not None else device.type == "cuda"
     async_steps = args.async_steps if args.async_steps is not None else (args.steps if device.type == "cuda" else 0)
+    jax_steps_per_call = args.jax_steps_per_call
+    if jax_steps_per_call is None:
+        jax_steps_per_call = STEPS_PER_CALL_ACCELERATOR if data_on_device and device.type != "cpu" else 1
+    if jax_steps_per_call < 1:
+        raise SystemExit(f"error: --jax-steps-per-call must be at least 1, got {jax_steps_per_call}")
+    if jax_steps_per_call > 1 and not data_on_device:
+        raise SystemExit(f"error: --jax-steps-per-call {jax_steps_per_call} needs --data-on-device")
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
 
     macs = forward_macs(args.depth)
@@ -525,7 +549,8 @@ def main(argv=None) -> None:
                                                                          data_on_device, args.warmup, args.steps,
                                                                          async_steps,
                                                                          STEP_PROGRAMS[args.jax_step],
-                                                                         {"auto": "auto", "none": None}[args.jax_xla_options])
+                                                                         {"auto": "auto", "none": None}[args.jax_xla_options],
+                                                                         jax_steps_per_call)
                 compile_rows.append([str(batch_size)] + [f"{v:.2f}" for v in compile_times.values()])
             else:
                 train, evaluation, async_mean = bench_torch(args.depth, batch_size, pool, stream, data_on_device,
@@ -549,6 +574,11 @@ def main(argv=None) -> None:
         device_text = "CPU"
     jax_step_text = ("two jitted programs: forward, then backward and SGD update"
                      if two_programs(jax.default_backend(), STEP_PROGRAMS[args.jax_step]) else "one jitted program")
+    if jax_steps_per_call > 1:  # train_steps is one program whatever --jax-step says
+        jax_step_text = (f"--jax-steps-per-call {jax_steps_per_call}: that many steps per jitted call, one lax.scan "
+                         f"(train_steps), a call's time / {jax_steps_per_call} counted as a step")
+    else:
+        jax_step_text = f"--jax-step {args.jax_step} ({jax_step_text})"
     if args.jax_xla_options == "none":
         jax_options_text = "XLA's defaults"
     else:
@@ -589,7 +619,7 @@ def main(argv=None) -> None:
             f"- Timing: {args.warmup} warm-up step{'s' if args.warmup > 1 else ''} (not timed; JAX compiles before them), then {args.steps} steps "
             f"timed one by one{', each ending in a device sync' if device.type == 'cuda' else ''}; "
             "median (min, max) per step, images/s = batch / median",
-            f"- JAX: training step --jax-step {args.jax_step} ({jax_step_text}); training step and evaluation "
+            f"- JAX: training step {jax_step_text}; training step and evaluation "
             f"compiled with --jax-xla-options {args.jax_xla_options} ({jax_options_text})",
         ]),
         "## Reference: float32 matrix multiply\n\n" + table(
