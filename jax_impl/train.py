@@ -170,8 +170,8 @@ def compile_train_step(mesh: Mesh, split: bool | None = None, xla_options: dict 
 def train_steps(mesh: Mesh, state: TrainState, images, labels, rows, offsets, flips):
     """len(rows) SGD steps in one program, step k on the batch that the plan (rows[k], offsets[k], flips[k])
     picks and crops from the device-resident train split (`images`, `labels`): (new state, metrics summed
-    over the steps). One dispatch for several steps: on a GPU a ResNet-32 step takes about a millisecond,
-    the scale of launching it from Python."""
+    over the steps). One dispatch for several steps: 64k steps in 90 s on a GPU leave ~1.4 ms per step,
+    the scale of launching a step from Python."""
     sharded = NamedSharding(mesh, P(DATA_AXIS))
 
     def one_step(state, plan):
