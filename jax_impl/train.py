@@ -135,6 +135,11 @@ def compiler_options(platform: str) -> dict | None:
     return CPU_COMPILER_OPTIONS
 
 
+def resolve_compiler_options(mesh: Mesh, xla_options: dict | str | None) -> dict | None:
+    """The compile_* functions' `xla_options`: "auto" is compiler_options(the mesh's platform), else as given."""
+    return compiler_options(mesh.devices.flat[0].platform) if xla_options == "auto" else xla_options
+
+
 STEP_PROGRAMS = {"auto": None, "one": False, "two": True}  # the scripts' --jax-step -> compile_train_step's split
 
 
@@ -154,9 +159,8 @@ def compile_train_step(mesh: Mesh, split: bool | None = None, xla_options: dict 
     one program to the next materialises them; the results are bit-identical (parity_tests/
     test_multi_device.py, results/benchmarks.md attempt 10). `xla_options` "auto" is compiler_options(platform).
     """
-    platform = mesh.devices.flat[0].platform
-    options = compiler_options(platform) if xla_options == "auto" else xla_options
-    if not two_programs(platform, split):
+    options = resolve_compiler_options(mesh, xla_options)
+    if not two_programs(mesh.devices.flat[0].platform, split):
         return jax.jit(functools.partial(train_step, mesh), donate_argnums=0, compiler_options=options)
     forward = jax.jit(functools.partial(forward_pass, mesh), compiler_options=options)
     backward = jax.jit(backward_pass, donate_argnums=0, compiler_options=options)
@@ -188,8 +192,8 @@ def compile_train_steps(mesh: Mesh, xla_options: dict | str | None = "auto"):
     donated. For GPUs and TPUs: XLA:CPU runs convolutions inside a loop on a slow path (13x slower per step
     than compile_train_step in a depth-8 benchmark here, results/benchmarks.md attempt 19), so the trainer
     scans by default only where the data is on the device and the platform is not the CPU (--steps-per-call)."""
-    options = compiler_options(mesh.devices.flat[0].platform) if xla_options == "auto" else xla_options
-    return jax.jit(functools.partial(train_steps, mesh), donate_argnums=0, compiler_options=options)
+    return jax.jit(functools.partial(train_steps, mesh), donate_argnums=0,
+                   compiler_options=resolve_compiler_options(mesh, xla_options))
 
 
 def augment_on_device(images, offsets, flips):
@@ -247,7 +251,7 @@ def _jitted_predict(options: tuple | None):
 
 def compile_predict(mesh: Mesh, xla_options: dict | str | None = "auto"):
     """The jitted predict, (model, variables, images) -> predictions; `xla_options` as in compile_train_step."""
-    options = compiler_options(mesh.devices.flat[0].platform) if xla_options == "auto" else xla_options
+    options = resolve_compiler_options(mesh, xla_options)
     return _jitted_predict(tuple(sorted(options.items())) if options else None)
 
 
@@ -277,6 +281,22 @@ def maybe_initialize_distributed(args) -> None:
 
 
 STEPS_PER_CALL_ACCELERATOR = 50  # --steps-per-call's default on GPU/TPU with the data on the device
+
+
+def resolve_steps_per_call(requested: int | None, data_on_device: bool, platform: str,
+                           flag: str = "--steps-per-call") -> int:
+    """Steps per jitted call: `requested`, or by default STEPS_PER_CALL_ACCELERATOR off the CPU with the data
+    on the device and 1 otherwise. ValueError, naming `flag`, for one below 1 or above 1 without the data on
+    the device."""
+    steps = requested
+    if steps is None:
+        steps = STEPS_PER_CALL_ACCELERATOR if data_on_device and platform != "cpu" else 1
+    if steps < 1:
+        raise ValueError(f"{flag} must be at least 1, got {steps}.")
+    if steps > 1 and not data_on_device:
+        raise ValueError(f"{flag} {steps} needs --data-on-device: each scanned step gathers its batch from the "
+                         "train split on the device.")
+    return steps
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,14 +337,7 @@ def run(args) -> dict | None:
     data_on_device = args.data_on_device if args.data_on_device is not None else jax.default_backend() != "cpu"
     if data_on_device and procs > 1:
         raise ValueError("--data-on-device is single-process; multi-host runs feed each process's share.")
-    steps_per_call = args.steps_per_call
-    if steps_per_call is None:
-        steps_per_call = STEPS_PER_CALL_ACCELERATOR if data_on_device and jax.default_backend() != "cpu" else 1
-    if steps_per_call < 1:
-        raise ValueError(f"--steps-per-call must be at least 1, got {steps_per_call}.")
-    if steps_per_call > 1 and not data_on_device:
-        raise ValueError(f"--steps-per-call {steps_per_call} needs --data-on-device: each scanned step gathers "
-                         "its batch from the train split on the device.")
+    steps_per_call = resolve_steps_per_call(args.steps_per_call, data_on_device, jax.default_backend())
     run_dir = RunDir(args.run_dir or default_run_dir(BACKEND, recipe.depth), BACKEND, recipe, args.resume,
                      write=proc == 0)
     data = pipeline.build(recipe, args.data_dir)
@@ -377,6 +390,7 @@ def run(args) -> dict | None:
                       progress=not args.no_progress)
     loss_sum = correct = 0.0
     step = start_step
+
     def steps_in_call(step):
         """Up to steps_per_call, ending at the next log or eval point, where the loop reads the metrics."""
         count = min(steps_per_call, recipe.iterations - step)

@@ -144,25 +144,31 @@ def jax_gradients(tensors, images, labels, dtype=np.float64) -> tuple[float, dic
         return float(loss), grads
 
 
+def jax_replicated_state(tensors, recipe: Recipe, dtype, mesh, cross_device_bn: bool):
+    """A fresh JAX TrainState from neutral weights, replicated over `mesh` (call inside _x64(dtype))."""
+    model = ResNet(depth_of(tensors), dtype=dtype, bn_axis_name=jax_train.DATA_AXIS if cross_device_bn else None)
+    variables = jax_ckpt.from_neutral(tensors, dtype)
+    return jax_train.replicate(mesh, jax_train.TrainState.create(
+        apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"],
+        tx=jax_train.make_optimizer(recipe)))
+
+
+def jax_neutral(state) -> dict:
+    return jax_ckpt.to_neutral(jax.device_get({"params": state.params, "batch_stats": state.batch_stats}))
+
+
 def jax_train_losses(tensors, batches, recipe: Recipe, dtype=np.float64, num_devices: int = 1,
                      cross_device_bn: bool = False, split: bool | None = None) -> tuple[list, dict]:
     with _x64(dtype):
         mesh = jax_train.make_mesh(num_devices)
-        model = ResNet(depth_of(tensors), dtype=dtype,
-                       bn_axis_name=jax_train.DATA_AXIS if cross_device_bn else None)
-        variables = jax_ckpt.from_neutral(tensors, dtype)
-        state = jax_train.TrainState.create(apply_fn=model.apply, params=variables["params"],
-                                            batch_stats=variables["batch_stats"],
-                                            tx=jax_train.make_optimizer(recipe))
-        state = jax_train.replicate(mesh, state)
+        state = jax_replicated_state(tensors, recipe, dtype, mesh, cross_device_bn)
         step_fn = jax_train.compile_train_step(mesh, split)
         losses = []
         for images, labels in batches:
             state, metrics = step_fn(state, jax_train.global_batch(mesh, images.astype(dtype)),
                                      jax_train.global_batch(mesh, labels))
             losses.append(float(metrics["loss_sum"]) / len(labels))
-        final = jax_ckpt.to_neutral(jax.device_get({"params": state.params, "batch_stats": state.batch_stats}))
-        return losses, final
+        return losses, jax_neutral(state)
 
 
 def jax_scanned_train(tensors, stream, recipe: Recipe, steps: int, steps_per_call: int, dtype=np.float64,
@@ -171,12 +177,7 @@ def jax_scanned_train(tensors, stream, recipe: Recipe, steps: int, steps_per_cal
     on the devices (DeviceStream). Returns each call's summed loss and the final weights."""
     with _x64(dtype):
         mesh = jax_train.make_mesh(num_devices)
-        model = ResNet(depth_of(tensors), dtype=dtype,
-                       bn_axis_name=jax_train.DATA_AXIS if cross_device_bn else None)
-        variables = jax_ckpt.from_neutral(tensors, dtype)
-        state = jax_train.replicate(mesh, jax_train.TrainState.create(
-            apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"],
-            tx=jax_train.make_optimizer(recipe)))
+        state = jax_replicated_state(tensors, recipe, dtype, mesh, cross_device_bn)
         device_stream = jax_train.DeviceStream(stream, mesh)
         steps_fn = jax_train.compile_train_steps(mesh)
         loss_sums = []
@@ -184,8 +185,7 @@ def jax_scanned_train(tensors, stream, recipe: Recipe, steps: int, steps_per_cal
             state, metrics = steps_fn(state, device_stream.images, device_stream.labels,
                                       *device_stream.plans(start, min(steps_per_call, steps - start)))
             loss_sums.append(float(metrics["loss_sum"]))
-        final = jax_ckpt.to_neutral(jax.device_get({"params": state.params, "batch_stats": state.batch_stats}))
-        return loss_sums, final
+        return loss_sums, jax_neutral(state)
 
 
 def torch_momentum(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:

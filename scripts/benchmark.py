@@ -492,7 +492,7 @@ def main(argv=None) -> None:
     from cifar_core.plan import TrainStream
     from cifar_core.recipe import Recipe
     from cifar_core.run import cpu_name, git_info
-    from jax_impl.train import STEP_PROGRAMS, STEPS_PER_CALL_ACCELERATOR, compiler_options, two_programs
+    from jax_impl.train import STEP_PROGRAMS, compiler_options, resolve_steps_per_call, two_programs
     from torch_impl.model import resnet
     git = git_info()  # the code being measured, before anyone edits the tree during the run
 
@@ -511,13 +511,11 @@ def main(argv=None) -> None:
         jax.config.update("jax_default_matmul_precision", args.jax_precision)
     data_on_device = args.data_on_device if args.data_on_device is not None else device.type == "cuda"
     async_steps = args.async_steps if args.async_steps is not None else (args.steps if device.type == "cuda" else 0)
-    jax_steps_per_call = args.jax_steps_per_call
-    if jax_steps_per_call is None:
-        jax_steps_per_call = STEPS_PER_CALL_ACCELERATOR if data_on_device and device.type != "cpu" else 1
-    if jax_steps_per_call < 1:
-        raise SystemExit(f"error: --jax-steps-per-call must be at least 1, got {jax_steps_per_call}")
-    if jax_steps_per_call > 1 and not data_on_device:
-        raise SystemExit(f"error: --jax-steps-per-call {jax_steps_per_call} needs --data-on-device")
+    try:  # as the JAX trainer resolves its --steps-per-call
+        jax_steps_per_call = resolve_steps_per_call(args.jax_steps_per_call, data_on_device, jax.default_backend(),
+                                                    "--jax-steps-per-call")
+    except ValueError as error:
+        raise SystemExit(f"error: {error}")
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
 
     macs = forward_macs(args.depth)
