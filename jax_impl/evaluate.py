@@ -10,7 +10,7 @@ from cifar_core.data import DataError
 
 from . import checkpoint
 from .model import ResNet
-from .train import evaluate, make_mesh, replicate
+from .train import evaluate, make_mesh, replicate, resolve_conv_kernels
 
 
 def main(argv=None) -> float:
@@ -22,7 +22,8 @@ def main(argv=None) -> float:
     except (FileNotFoundError, DataError, weights.WeightsError) as error:
         sys.exit(f"error: {error}")
     mesh = make_mesh()
-    error = evaluate(ResNet(depth), replicate(mesh, variables), images, labels, args.batch_size, mesh)
+    model = ResNet(depth, conv_kernels=resolve_conv_kernels("auto", mesh.devices.flat[0].platform))
+    error = evaluate(model, replicate(mesh, variables), images, labels, args.batch_size, mesh)
     print(f"{path}: test error {100 * error:.2f}% on {len(labels)} images")
     return error
 

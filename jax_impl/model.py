@@ -11,6 +11,8 @@ Every choice equals the PyTorch model's; the Flax defaults that differ are overr
   variance (n/(n-1)) while normalising with the biased one; Flax's nn.BatchNorm uses the biased variance for
   both. Running averages use momentum 0.9 here, i.e. PyTorch's 0.1 (the weight of the new batch); eps 1e-5.
 - Option-A shortcut: x[:, ::2, ::2, :] with the zero channels appended after the existing ones.
+- conv_kernels: "xla" runs the convolutions as lax.conv_general_dilated; "onednn" (CPU, float32) through
+  jax_impl/cpu_conv.py, the same function on oneDNN's faster kernels. Parameters are the same either way.
 Module names map one to one onto PyTorch's: layer{s}_{j} <-> layer{s}.{j} (jax_impl/checkpoint.py).
 """
 
@@ -28,6 +30,20 @@ BN_EPS = 1e-5
 BN_MOMENTUM = 0.9  # weight of the old running average: 1 - PyTorch's momentum
 
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # "normal" is untruncated
+
+
+CONV_KERNELS = ("xla", "onednn")
+
+
+def conv_function(conv_kernels: str):
+    """flax.linen.Conv's conv_general_dilated for `conv_kernels` (None: Flax's default, lax's)."""
+    if conv_kernels not in CONV_KERNELS:
+        raise ValueError(f"conv_kernels {conv_kernels!r}: choose one of {', '.join(CONV_KERNELS)}")
+    if conv_kernels == "xla":
+        return None
+    from . import cpu_conv
+    cpu_conv.require()
+    return cpu_conv.conv_general_dilated
 
 
 def linear_init(fan_in: int):
@@ -75,12 +91,14 @@ class BasicBlock(nn.Module):
     stride: int
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    conv_kernels: str = "xla"
 
     @nn.compact
     def __call__(self, x, train: bool):
         conv = lambda stride, name: nn.Conv(self.planes, (3, 3), (stride, stride), padding=((1, 1), (1, 1)),
                                             use_bias=False, kernel_init=conv_init, dtype=self.dtype,
-                                            param_dtype=self.dtype, name=name)
+                                            param_dtype=self.dtype, conv_general_dilated=conv_function(self.conv_kernels),
+                                            name=name)
         bn = lambda name: BatchNorm(self.bn_axis_name, self.dtype, name=name)
         out = nn.relu(bn("bn1")(conv(self.stride, "conv1")(x), train))
         out = bn("bn2")(conv(1, "conv2")(out), train)
@@ -97,6 +115,7 @@ class ResNet(nn.Module):
     num_classes: int = 10
     bn_axis_name: str | None = None  # set to the data axis for cross-device BN
     dtype: Any = jnp.float32  # parameters and computation; float64 for the parity suite
+    conv_kernels: str = "xla"  # or "onednn": CPU, float32 (conv_function)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -105,12 +124,14 @@ class ResNet(nn.Module):
         n = (self.depth - 2) // 6
         x = x.astype(self.dtype)
         x = nn.Conv(STAGE_WIDTHS[0], (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=conv_init,
-                    dtype=self.dtype, param_dtype=self.dtype, name="conv1")(x)
+                    dtype=self.dtype, param_dtype=self.dtype, conv_general_dilated=conv_function(self.conv_kernels),
+                    name="conv1")(x)
         x = nn.relu(BatchNorm(self.bn_axis_name, self.dtype, name="bn1")(x, train))
         for stage, width in enumerate(STAGE_WIDTHS, start=1):
             for j in range(n):
                 stride = 2 if stage > 1 and j == 0 else 1
-                x = BasicBlock(width, stride, self.bn_axis_name, self.dtype, name=f"layer{stage}_{j}")(x, train)
+                x = BasicBlock(width, stride, self.bn_axis_name, self.dtype, self.conv_kernels,
+                               name=f"layer{stage}_{j}")(x, train)
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, kernel_init=linear_init(STAGE_WIDTHS[-1]), bias_init=nn.initializers.zeros,
                         dtype=self.dtype, param_dtype=self.dtype, name="fc")(x)

@@ -6,7 +6,8 @@ Data parallel over every local device (and every host after jax.distributed.init
 program is written with jax.shard_map over a 1-D mesh, the successor of pmap (JAX >= 0.8 implements pmap on
 it). Each device takes a contiguous slice of the global batch; the loss is pmean-ed over the data axis, and
 the step is differentiated through the shard_map. On CPU a step is two jitted programs, forward then backward
-with the update, compiled with XLA options of their own (compile_train_step says why). With the train split
+with the update, compiled with XLA options of their own (compile_train_step says why), and the convolutions
+run on oneDNN (--conv; jax_impl/cpu_conv.py). With the train split
 on the device (the default off the CPU), several steps run per jitted call as one lax.scan (train_steps).
 
 Weight decay 1e-4 applies to every parameter and is added to the gradient before SGD momentum, exactly as
@@ -34,8 +35,8 @@ from cifar_core.loop import StopSignal, Tracker
 from cifar_core.plan import CROP, PAD, eval_batches
 from cifar_core.run import RunDir, default_run_dir
 
-from . import checkpoint
-from .model import ResNet, count_parameters, init_variables
+from . import checkpoint, cpu_conv
+from .model import CONV_KERNELS, ResNet, count_parameters, init_variables
 
 BACKEND = "jax_impl"
 DATA_AXIS = "data"
@@ -299,6 +300,25 @@ def resolve_steps_per_call(requested: int | None, data_on_device: bool, platform
     return steps
 
 
+def resolve_conv_kernels(requested: str, platform: str, flag: str = "--conv") -> str:
+    """The model's conv_kernels for `flag`: "auto" is "onednn" on CPU when jax_impl/cpu_conv builds here (a
+    note on stderr says why not when it does not), "xla" elsewhere. An explicit "onednn" it cannot honour is
+    a ValueError naming the reason."""
+    if requested not in ("auto", *CONV_KERNELS):
+        raise ValueError(f"{flag} {requested!r}: choose auto, {', '.join(CONV_KERNELS)}")
+    if requested == "xla" or (requested == "auto" and platform != "cpu"):
+        return "xla"
+    if platform != "cpu":
+        raise ValueError(f"{flag} onednn is for the CPU; JAX is running on {platform}: use {flag} auto or xla")
+    reason = cpu_conv.status()
+    if reason is None:
+        return "onednn"
+    if requested == "onednn":
+        raise ValueError(f"{flag} onednn: {reason}")
+    print(f"note: XLA's convolutions ({flag} auto), slower on CPU than oneDNN's: {reason}", file=sys.stderr)
+    return "xla"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.build_parser(BACKEND)
     group = parser.add_argument_group("JAX options")
@@ -314,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --data-on-device, run up to N steps per jitted call (one lax.scan; calls end at "
                             f"every log and eval point). Default: {STEPS_PER_CALL_ACCELERATOR} off the CPU, 1 on it "
                             "(XLA:CPU runs convolutions inside a loop on a slow path)")
+    group.add_argument("--conv", choices=("auto", *CONV_KERNELS), default="auto",
+                       help="convolution kernels: 'onednn' (CPU only: jax_impl/cpu_conv, oneDNN through XLA's FFI, "
+                            "built on first use), 'xla' (XLA's own); 'auto': onednn on CPU where it builds, else xla")
     group.add_argument("--matmul-precision", choices=("highest", "default"), default="highest",
                        help="float32 conv/matmul precision: 'highest' is true fp32 (PyTorch's default, TF32 off); "
                             "'default' lets GPUs use TF32/bf16 passes (as PyTorch's --tf32)")
@@ -338,12 +361,13 @@ def run(args) -> dict | None:
     if data_on_device and procs > 1:
         raise ValueError("--data-on-device is single-process; multi-host runs feed each process's share.")
     steps_per_call = resolve_steps_per_call(args.steps_per_call, data_on_device, jax.default_backend())
+    conv_kernels = resolve_conv_kernels(args.conv, jax.default_backend())
     run_dir = RunDir(args.run_dir or default_run_dir(BACKEND, recipe.depth), BACKEND, recipe, args.resume,
                      write=proc == 0)
     data = pipeline.build(recipe, args.data_dir)
 
-    model = ResNet(recipe.depth, bn_axis_name=DATA_AXIS if args.cross_device_bn else None)
-    eval_model = ResNet(recipe.depth)
+    model = ResNet(recipe.depth, bn_axis_name=DATA_AXIS if args.cross_device_bn else None, conv_kernels=conv_kernels)
+    eval_model = ResNet(recipe.depth, conv_kernels=conv_kernels)
     state = create_state(model, recipe)
     start_step, tracker_state = 0, None
     if args.resume:
@@ -355,7 +379,7 @@ def run(args) -> dict | None:
 
     options = {"cross_device_bn": args.cross_device_bn, "num_devices": mesh.size, "process_count": procs,
                "data_on_device": data_on_device, "steps_per_call": steps_per_call,
-               "matmul_precision": args.matmul_precision}
+               "matmul_precision": args.matmul_precision, "conv_kernels": conv_kernels}
     run_dir.write_config(options, versions(), [f"{d.platform}:{d.id} {d.device_kind}" for d in mesh.devices.flat],
                          data.info)
 

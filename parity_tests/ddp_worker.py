@@ -36,5 +36,8 @@ def worker(rank, world, port, inputs_path, output_path, recipe_dict, sync_bn, dt
         if rank == 0:
             np.savez(output_path, losses=np.asarray(losses),
                      **{f"w/{k}": v for k, v in checkpoint.to_neutral(model).items()})
+        # Leave together: a rank tearing gloo down while its peer is still busy (rank 0 writing the result)
+        # aborted once in CI ("terminate called without an active exception", SIGABRT in rank 1).
+        dist.barrier()
     finally:
         dist.destroy_process_group()

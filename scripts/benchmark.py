@@ -62,6 +62,7 @@ MATMUL_REPEATS = 10
 PIPELINE_MIN_RATIO = 10.0  # the input pipeline must be at least this much faster than a training step
 STAGE_WIDTHS = (16, 32, 64)
 BACKENDS = {"torch": "PyTorch", "torch_cl": "PyTorch channels_last", "jax": "JAX"}
+JAX_CONV_TEXT = {"onednn": "oneDNN through XLA's FFI, jax_impl/cpu_conv", "xla": "XLA's own"}
 
 
 # ----------------------------------------------------------------------------------------------- arithmetic
@@ -187,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jax-step", choices=("auto", "one", "two"), default="auto",
                         help="JAX training step as one jitted program or two (forward; backward and update); "
                              "'auto' is what jax_impl.train runs: two on CPU, one elsewhere")
+    parser.add_argument("--jax-conv", choices=("auto", "xla", "onednn"), default="auto",
+                        help="the JAX model's convolution kernels, as jax_impl.train --conv: 'auto' is oneDNN on CPU "
+                             "where jax_impl/cpu_conv builds, else XLA's")
     parser.add_argument("--jax-xla-options", choices=("auto", "none"), default="auto",
                         help="'auto': the XLA options jax_impl.train compiles its training step and evaluation "
                              "with (jax_impl.train.compiler_options); 'none': XLA's defaults")
@@ -328,7 +332,7 @@ def bench_torch(depth, batch_size, pool, stream, data_on_device, device, channel
 
 
 def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, async_steps, split, xla_options,
-              steps_per_call=1):
+              steps_per_call=1, conv_kernels="xla"):
     """(train Stats, eval Stats, async mean or None, compile timings) of the real jax_impl step and predict;
     the step's input as in bench_torch (global_batch of a host batch, or jax_impl's DeviceStream). With
     steps_per_call > 1, each timed call is train_steps over that many steps, and its time / steps_per_call
@@ -341,10 +345,10 @@ def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, as
 
     recipe = Recipe(depth=depth, batch_size=batch_size)
     mesh = make_mesh(1)
-    state = replicate(mesh, create_state(ResNet(depth), recipe))
+    state = replicate(mesh, create_state(ResNet(depth, conv_kernels=conv_kernels), recipe))
     step_fn = compile_train_step(mesh, split, xla_options)
     predict_fn = compile_predict(mesh, xla_options)
-    eval_model = ResNet(depth)
+    eval_model = ResNet(depth, conv_kernels=conv_kernels)
 
     if data_on_device:
         device_stream = DeviceStream(stream, mesh)
@@ -492,7 +496,8 @@ def main(argv=None) -> None:
     from cifar_core.plan import TrainStream
     from cifar_core.recipe import Recipe
     from cifar_core.run import cpu_name, git_info
-    from jax_impl.train import STEP_PROGRAMS, compiler_options, resolve_steps_per_call, two_programs
+    from jax_impl.train import (STEP_PROGRAMS, compiler_options, resolve_conv_kernels, resolve_steps_per_call,
+                                two_programs)
     from torch_impl.model import resnet
     git = git_info()  # the code being measured, before anyone edits the tree during the run
 
@@ -514,6 +519,8 @@ def main(argv=None) -> None:
     try:  # as the JAX trainer resolves its --steps-per-call
         jax_steps_per_call = resolve_steps_per_call(args.jax_steps_per_call, data_on_device, jax.default_backend(),
                                                     "--jax-steps-per-call")
+        jax_conv = resolve_conv_kernels(args.jax_conv, jax.default_backend(), "--jax-conv") \
+            if "jax" in args.backends else None
     except ValueError as error:
         raise SystemExit(f"error: {error}")
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
@@ -548,7 +555,7 @@ def main(argv=None) -> None:
                                                                          async_steps,
                                                                          STEP_PROGRAMS[args.jax_step],
                                                                          {"auto": "auto", "none": None}[args.jax_xla_options],
-                                                                         jax_steps_per_call)
+                                                                         jax_steps_per_call, jax_conv)
                 compile_rows.append([str(batch_size)] + [f"{v:.2f}" for v in compile_times.values()])
             else:
                 train, evaluation, async_mean = bench_torch(args.depth, batch_size, pool, stream, data_on_device,
@@ -618,7 +625,8 @@ def main(argv=None) -> None:
             f"timed one by one{', each ending in a device sync' if device.type == 'cuda' else ''}; "
             "median (min, max) per step, images/s = batch / median",
             f"- JAX: training step {jax_step_text}; training step and evaluation "
-            f"compiled with --jax-xla-options {args.jax_xla_options} ({jax_options_text})",
+            f"compiled with --jax-xla-options {args.jax_xla_options} ({jax_options_text}); convolutions: "
+            f"--jax-conv {args.jax_conv} ({JAX_CONV_TEXT.get(jax_conv, 'JAX not run')})",
         ]),
         "## Reference: float32 matrix multiply\n\n" + table(
             ["kernel", "GFLOP/s (median)"],

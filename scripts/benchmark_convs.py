@@ -1,5 +1,6 @@
 """Where the CPU training-step gap comes from: one 3x3 convolution, its input gradient and its weight gradient,
-PyTorch against JAX, at ResNet-32's three stage shapes.
+PyTorch against JAX (XLA's convolutions, and on CPU jax_impl/cpu_conv's oneDNN ones), at ResNet-32's three
+stage shapes.
 
     python scripts/benchmark_convs.py                 # batch 128, writes results/benchmark_convs.md
     python scripts/benchmark_convs.py --device cuda   # the same on a GPU
@@ -11,7 +12,7 @@ Each kernel runs --repeats times back to back after warm-up, each call ending in
 sweeps over all the kernels; the median is over all its calls. A stage of ResNet-32 runs about
 ten such convolutions (n = 5 blocks of two), so ten times a row's sum approximates the stage's share of a
 training step's convolution time (the first convolution of stages 2 and 3 has stride 2, the stem has 3 input
-channels; both are left out). Used for attempt 14 in results/benchmarks.md.
+channels; both are left out). Used for attempts 16 and 20 in results/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -67,15 +68,17 @@ def torch_kernels(batch, size, channels, device, channels_last):
             run(lambda: torch.ops.aten.convolution_backward(grad, x, weight, None, *conv, [False, True, False])))
 
 
-def jax_kernels(batch, size, channels, options):
+def jax_kernels(batch, size, channels, options, conv_general_dilated=None):
     import jax
     import numpy as np
     rng = np.random.default_rng(0)
     x, grad = (jax.numpy.asarray(rng.standard_normal((batch, size, size, channels), np.float32)) for _ in range(2))
     weight = jax.numpy.asarray(rng.standard_normal((3, 3, channels, channels), np.float32))
 
+    convolution = conv_general_dilated or jax.lax.conv_general_dilated
+
     def conv(x, w):  # as flax.linen.Conv in jax_impl.model: NHWC, HWIO, explicit padding 1
-        return jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return convolution(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
     forward = jax.jit(conv, compiler_options=options)
     input_grad = jax.jit(lambda g, w: jax.vjp(lambda x: conv(x, w), x)[1](g)[0], compiler_options=options)
     weight_grad = jax.jit(lambda x, g: jax.vjp(lambda w: conv(x, w), weight)[1](g)[0], compiler_options=options)
@@ -99,6 +102,7 @@ def main(argv=None) -> None:
     import jax
     import torch
     from cifar_core.run import cpu_name, git_info
+    from jax_impl import cpu_conv
     from jax_impl.train import compiler_options
     git = git_info()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -110,6 +114,9 @@ def main(argv=None) -> None:
                 "JAX": lambda b, s, c: jax_kernels(b, s, c, options)}
     if options:
         variants["JAX, XLA defaults"] = lambda b, s, c: jax_kernels(b, s, c, None)
+    if jax.default_backend() == "cpu" and cpu_conv.status() is None:
+        variants["JAX, oneDNN (jax_impl/cpu_conv)"] = lambda b, s, c: jax_kernels(b, s, c, options,
+                                                                                 cpu_conv.conv_general_dilated)
 
     calls = {}
     for size, channels in STAGES:

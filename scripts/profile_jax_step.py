@@ -3,10 +3,12 @@
     python scripts/profile_jax_step.py                          # ResNet-32, batch 128, one device
     python scripts/profile_jax_step.py --devices 2 --cross-device-bn
     python scripts/profile_jax_step.py --jax-step one           # the single-program step (see attempt 10)
+    python scripts/profile_jax_step.py --conv xla               # XLA's convolutions instead of oneDNN's
 
 Times jax_impl.train's own jitted step (synthetic inputs: the pixels do not change the work), then traces a
-few steps with jax.profiler and prints milliseconds per step for each kind of XLA kernel (ynn_fusion: a
-convolution through YNNPACK with the elementwise ops fused into it; transpose_copy_fusion: a relayout, with
+few steps with jax.profiler and prints milliseconds per step for each kind of XLA kernel (ffi_call: a
+oneDNN convolution of jax_impl/cpu_conv; ynn_fusion: elementwise ops and reductions through YNNPACK, or with
+--conv xla a convolution with the elementwise ops fused into it; transpose_copy_fusion: a relayout, with
 whatever elementwise producers XLA chose to recompute inside it), and the largest single kernels.
 The times are traced wall times: a kernel waiting for cores that concurrently scheduled kernels hold, or
 faulting in fresh memory, is charged for it (results/benchmarks.md, attempt 17), so read the sums as where
@@ -40,6 +42,8 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--jax-step", choices=("auto", "one", "two"), default="auto",
                         help="one jitted program or two (forward; backward and update); auto: two on CPU")
+    parser.add_argument("--conv", choices=("auto", "xla", "onednn"), default="auto",
+                        help="the model's convolution kernels, as jax_impl.train --conv")
     parser.add_argument("--top", type=int, default=8, help="largest single kernels to list")
     args = parser.parse_args(argv)
     if args.devices > 1:
@@ -53,7 +57,8 @@ def main(argv=None) -> None:
     from jax_impl.model import ResNet
 
     mesh = train.make_mesh(args.devices)
-    model = ResNet(args.depth, bn_axis_name=train.DATA_AXIS if args.cross_device_bn else None)
+    conv_kernels = train.resolve_conv_kernels(args.conv, jax.default_backend())
+    model = ResNet(args.depth, bn_axis_name=train.DATA_AXIS if args.cross_device_bn else None, conv_kernels=conv_kernels)
     state = train.replicate(mesh, train.create_state(model, Recipe(depth=args.depth, batch_size=args.batch_size)))
     rng = np.random.default_rng(0)
     images = train.global_batch(mesh, rng.standard_normal((args.batch_size, 32, 32, 3), np.float32))
@@ -68,7 +73,7 @@ def main(argv=None) -> None:
         state, metrics = step(state, images, labels)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
-    print(f"ResNet-{args.depth}, batch {args.batch_size}, {args.devices} device(s)"
+    print(f"ResNet-{args.depth}, batch {args.batch_size}, {args.devices} device(s), {conv_kernels} convolutions"
           f"{', cross-device BN' if args.cross_device_bn else ''}: median {np.median(times) * 1e3:.0f} ms/step "
           f"over {args.steps} steps")
 
