@@ -4,7 +4,9 @@
 //   cpu_conv_forward          y  = conv(x, w)
 //   cpu_conv_backward_data    dx = d conv / d x, given dy and w
 //   cpu_conv_backward_weights dw = d conv / d w, given x and dy
-// Attributes: strides [sh, sw] and padding [top, bottom, left, right]. No dilation, no feature groups.
+// Attributes: strides [sh, sw], padding [top, bottom, left, right], and threads: how many OpenMP threads
+// oneDNN may use (XLA runs the programs of several CPU devices at once, each its share of the cores).
+// No dilation, no feature groups.
 // oneDNN's primitives are JIT-compiled for the machine on first use of a shape and cached here by shape. XLA
 // may run a cached primitive on any of its threads, and two at once: each execution gets its own scratchpad
 // (scratchpad_mode::user), the mode in which oneDNN documents concurrent execution as safe.
@@ -16,6 +18,8 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+
+#include <omp.h>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -32,8 +36,8 @@ enum class Kind { kForward, kBackwardData, kBackwardWeights };
 
 // One convolution's geometry; the primitive cache's key.
 struct Geometry {
-  int64_t n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, pb, pl, pr;
-  auto key() const { return std::make_tuple(n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, pb, pl, pr); }
+  int64_t n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, pb, pl, pr, threads;
+  auto key() const { return std::make_tuple(n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, pb, pl, pr, threads); }
   dnnl::memory::desc src() const { return {{n, ci, h, w}, dt::f32, tag::nhwc}; }
   dnnl::memory::desc weights() const { return {{co, ci, kh, kw}, dt::f32, tag::hwio}; }
   dnnl::memory::desc dst() const { return {{n, co, oh, ow}, dt::f32, tag::nhwc}; }
@@ -114,22 +118,25 @@ const Plan& cached_plan(Kind kind, const Geometry& g) {
   return *entry;
 }
 
-ffi::Error check_attributes(ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding) {
-  if (strides.size() != 2 || padding.size() != 4) {
-    return ffi::Error::InvalidArgument("cpu_conv: strides must have 2 entries and padding 4");
+ffi::Error check_attributes(ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding, int64_t threads) {
+  if (strides.size() != 2 || padding.size() != 4 || threads < 1) {
+    return ffi::Error::InvalidArgument("cpu_conv: strides must have 2 entries, padding 4, threads at least 1");
   }
   return ffi::Error::Success();
 }
 
 // x [N,H,W,Ci], w [KH,KW,Ci,Co], y [N,OH,OW,Co].
 Geometry geometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w, ffi::Span<const int64_t> y,
-                  ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding) {
+                  ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding, int64_t threads) {
   return {x[0], x[1], x[2], x[3], y[1], y[2], y[3], w[0], w[1],
-          strides[0], strides[1], padding[0], padding[1], padding[2], padding[3]};
+          strides[0], strides[1], padding[0], padding[1], padding[2], padding[3], threads};
 }
 
 ffi::Error run(Kind kind, const Geometry& g, void* src, void* weights, void* dst) {
   try {
+    // oneDNN sizes its thread partitioning when a primitive is created and runs it with that many threads:
+    // both happen under this thread's OpenMP setting, which is per calling thread.
+    omp_set_num_threads(static_cast<int>(g.threads));
     const Plan& plan = cached_plan(kind, g);
     dnnl::engine& engine = cpu_engine();
     dnnl::stream stream(engine);
@@ -164,23 +171,23 @@ ffi::Error run(Kind kind, const Geometry& g, void* src, void* weights, void* dst
 }
 
 ffi::Error forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> y,
-                   ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding) {
-  if (auto error = check_attributes(strides, padding); error.failure()) return error;
-  Geometry g = geometry(x.dimensions(), w.dimensions(), y->dimensions(), strides, padding);
+                   ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding, int64_t threads) {
+  if (auto error = check_attributes(strides, padding, threads); error.failure()) return error;
+  Geometry g = geometry(x.dimensions(), w.dimensions(), y->dimensions(), strides, padding, threads);
   return run(Kind::kForward, g, x.untyped_data(), w.untyped_data(), y->untyped_data());
 }
 
 ffi::Error backward_data(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> dx,
-                         ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding) {
-  if (auto error = check_attributes(strides, padding); error.failure()) return error;
-  Geometry g = geometry(dx->dimensions(), w.dimensions(), dy.dimensions(), strides, padding);
+                         ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding, int64_t threads) {
+  if (auto error = check_attributes(strides, padding, threads); error.failure()) return error;
+  Geometry g = geometry(dx->dimensions(), w.dimensions(), dy.dimensions(), strides, padding, threads);
   return run(Kind::kBackwardData, g, dx->untyped_data(), w.untyped_data(), dy.untyped_data());
 }
 
 ffi::Error backward_weights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dw,
-                            ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding) {
-  if (auto error = check_attributes(strides, padding); error.failure()) return error;
-  Geometry g = geometry(x.dimensions(), dw->dimensions(), dy.dimensions(), strides, padding);
+                            ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding, int64_t threads) {
+  if (auto error = check_attributes(strides, padding, threads); error.failure()) return error;
+  Geometry g = geometry(x.dimensions(), dw->dimensions(), dy.dimensions(), strides, padding, threads);
   return run(Kind::kBackwardWeights, g, x.untyped_data(), dw->untyped_data(), dy.untyped_data());
 }
 
@@ -192,7 +199,8 @@ ffi::Error backward_weights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, f
       .Arg<ffi::Buffer<ffi::F32>>()                       \
       .Ret<ffi::Buffer<ffi::F32>>()                       \
       .Attr<ffi::Span<const int64_t>>("strides")          \
-      .Attr<ffi::Span<const int64_t>>("padding")
+      .Attr<ffi::Span<const int64_t>>("padding")        \
+      .Attr<int64_t>("threads")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CpuConvForward, forward, CPU_CONV_BINDING);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CpuConvBackwardData, backward_data, CPU_CONV_BINDING);

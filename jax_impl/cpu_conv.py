@@ -77,7 +77,7 @@ def build() -> Path:
     with tempfile.TemporaryDirectory(dir=library.parent) as tmp:
         partial = Path(tmp) / library.name
         command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}",
-                   f"-I{prefix / 'include'}", str(SOURCE), "-o", str(partial), f"-L{prefix / 'lib'}", "-ldnnl",
+                   f"-I{prefix / 'include'}", str(SOURCE), "-o", str(partial), f"-L{prefix / 'lib'}", "-ldnnl", "-lgomp",
                    f"-Wl,-rpath,{prefix / 'lib'}"]
         try:
             done = subprocess.run(command, capture_output=True, text=True)
@@ -113,11 +113,20 @@ def require() -> None:
         raise Unavailable(reason)
 
 
+@functools.cache
+def threads_per_device() -> int:
+    """oneDNN's threads per call: the usable cores shared among the local CPU devices, whose programs XLA
+    runs at the same time (one device, the usual case: all of them)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // len(jax.local_devices(backend="cpu")))
+
+
 def _call(target, shape, *operands, strides, padding):
     # The result's type is the operands' (under shard_map: varying over the same mesh axes, vary_alike).
     result = jax.typeof(operands[0]).update(shape=shape, dtype=np.float32)
     return jax.ffi.ffi_call(target, result)(
-        *operands, strides=np.asarray(strides, np.int64), padding=np.asarray(padding, np.int64).reshape(-1))
+        *operands, strides=np.asarray(strides, np.int64), padding=np.asarray(padding, np.int64).reshape(-1),
+        threads=np.int64(threads_per_device()))
 
 
 def vary_alike(*operands):

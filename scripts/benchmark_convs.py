@@ -111,11 +111,11 @@ def main(argv=None) -> None:
     options = compiler_options(jax.default_backend())
     variants = {"PyTorch channels_last": lambda b, s, c: torch_kernels(b, s, c, device, True),
                 "PyTorch NCHW": lambda b, s, c: torch_kernels(b, s, c, device, False),
-                "JAX": lambda b, s, c: jax_kernels(b, s, c, options)}
+                "JAX, XLA (jax_impl options)": lambda b, s, c: jax_kernels(b, s, c, options)}
     if options:
-        variants["JAX, XLA defaults"] = lambda b, s, c: jax_kernels(b, s, c, None)
+        variants["JAX, XLA (XLA defaults)"] = lambda b, s, c: jax_kernels(b, s, c, None)
     if jax.default_backend() == "cpu" and cpu_conv.status() is None:
-        variants["JAX, oneDNN (jax_impl/cpu_conv)"] = lambda b, s, c: jax_kernels(b, s, c, options,
+        variants["JAX, oneDNN (jax_impl/cpu_conv, the CPU default)"] = lambda b, s, c: jax_kernels(b, s, c, options,
                                                                                  cpu_conv.conv_general_dilated)
 
     calls = {}
