@@ -2,7 +2,7 @@
 matmul rate, and of the NumPy input pipeline; one Markdown report.
 
     python scripts/benchmark.py [--device cpu|cuda] [--depth 32] [--batch-sizes 128 512] [--steps 30]
-                                [--warmup 5] [--data-dir D] [--out results/benchmarks.md]
+                                [--rounds 3] [--warmup 5] [--data-dir D] [--out results/benchmarks.md]
 
 What is timed, per batch size (each step on its own, from the host batch to a finished result):
 - training: PyTorch torch_impl.train.train_step (model in train mode; once with the default NCHW layout and
@@ -15,7 +15,8 @@ What is timed, per batch size (each step on its own, from the host batch to a fi
   crop/flip from the device-resident train split. On CUDA every torch step ends
   with torch.cuda.synchronize; every JAX step with jax.block_until_ready on the new state and the metrics.
   Warm-up steps (and JAX's tracing and compilation, reported on their own) are left out; the median, min and
-  max are over the timed steps and images/s = batch / median.
+  max are over the timed steps and images/s = batch / median. The backends take turns --rounds times, the
+  timed steps split among the rounds, so that a slow spell of a shared machine reaches all of them.
 - evaluation: one forward pass in eval mode (torch.inference_mode; JAX jax_impl.train.compile_predict, i.e.
   the jitted apply with train=False, as the trainer's evaluate compiles it) and the argmax, per batch.
 - the input pipeline: TrainStream.batch(step) of cifar_core (plan + augmentation in NumPy) on real CIFAR-10
@@ -132,6 +133,11 @@ def time_calls(fn, count: int) -> list[float]:
     return times
 
 
+def split_steps(steps: int, rounds: int) -> list[int]:
+    """`steps` timed steps over `rounds` rounds, as evenly as can be."""
+    return [steps // rounds + (i < steps % rounds) for i in range(rounds)]
+
+
 def log(message: str) -> None:
     print(f"[benchmark {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -153,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--depth", type=int, default=32, help="ResNet depth, 6n+2")
     parser.add_argument("--batch-sizes", type=positive, nargs="+", default=[128, 512])
     parser.add_argument("--steps", type=positive, default=30, help="timed steps per measurement")
+    parser.add_argument("--rounds", type=positive, default=3,
+                        help="time the backends in turn this many times, --steps split among the rounds (each round "
+                             "builds its model afresh and warms up again); the statistics pool every round's steps")
     parser.add_argument("--warmup", type=positive, default=5,
                         help="untimed steps before each measurement (JAX compiles before these)")
     parser.add_argument("--backends", nargs="+", choices=tuple(BACKENDS), default=list(BACKENDS),
@@ -486,6 +495,8 @@ def write_report(path: Path, generated: str) -> None:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    if args.rounds > args.steps:
+        raise SystemExit(f"error: --rounds {args.rounds} exceeds --steps {args.steps}: every round needs a timed step")
     if args.depth < 8 or (args.depth - 2) % 6:
         raise SystemExit(f"error: --depth {args.depth} is not 6n+2 (8, 20, 32, 44, 56, 110, ...)")
     configure_environment(args.device)
@@ -546,23 +557,32 @@ def main(argv=None) -> None:
     for batch_size in args.batch_sizes:
         stream = TrainStream(data.train.images, data.train.labels, data.train.seed, batch_size)
         pool = [stream.batch(i) for i in range(min(8, args.warmup + args.steps + async_steps))]
-        for backend in args.backends:
-            log(f"{BACKENDS[backend]}, batch {batch_size}: {args.warmup} warm-up + {args.steps} timed steps"
-                + (f" + {async_steps} unsynchronised" if async_steps else ""))
-            if backend == "jax":
-                train, evaluation, async_mean, compile_times = bench_jax(args.depth, batch_size, pool, stream,
-                                                                         data_on_device, args.warmup, args.steps,
-                                                                         async_steps,
-                                                                         STEP_PROGRAMS[args.jax_step],
-                                                                         {"auto": "auto", "none": None}[args.jax_xla_options],
-                                                                         jax_steps_per_call, jax_conv)
-                compile_rows.append([str(batch_size)] + [f"{v:.2f}" for v in compile_times.values()])
-            else:
-                train, evaluation, async_mean = bench_torch(args.depth, batch_size, pool, stream, data_on_device,
-                                                            device,
-                                                            backend == "torch_cl", args.warmup, args.steps,
-                                                            async_steps)
-            results[backend, batch_size] = {"train": train, "eval": evaluation, "async": async_mean}
+        # The backends take turns, --rounds times: a slow or fast spell of a shared machine then reaches
+        # every backend rather than whichever happened to be running.
+        timings = {backend: {"train": [], "eval": [], "async": []} for backend in args.backends}
+        for round_index, round_steps in enumerate(split_steps(args.steps, args.rounds)):
+            for backend in args.backends:
+                log(f"{BACKENDS[backend]}, batch {batch_size}, round {round_index + 1}/{args.rounds}: "
+                    f"{args.warmup} warm-up + {round_steps} timed steps"
+                    + (f" + {async_steps} unsynchronised" if async_steps else ""))
+                if backend == "jax":
+                    train, evaluation, async_mean, compile_times = bench_jax(
+                        args.depth, batch_size, pool, stream, data_on_device, args.warmup, round_steps, async_steps,
+                        STEP_PROGRAMS[args.jax_step], {"auto": "auto", "none": None}[args.jax_xla_options],
+                        jax_steps_per_call, jax_conv)
+                    if round_index == 0:
+                        compile_rows.append([str(batch_size)] + [f"{v:.2f}" for v in compile_times.values()])
+                else:
+                    train, evaluation, async_mean = bench_torch(args.depth, batch_size, pool, stream, data_on_device,
+                                                                device, backend == "torch_cl", args.warmup,
+                                                                round_steps, async_steps)
+                timings[backend]["train"] += train.times
+                timings[backend]["eval"] += evaluation.times
+                if async_mean is not None:
+                    timings[backend]["async"].append(async_mean)
+        for backend, t in timings.items():
+            results[backend, batch_size] = {"train": Stats(t["train"]), "eval": Stats(t["eval"]),
+                                            "async": statistics.fmean(t["async"]) if t["async"] else None}
         log(f"input pipeline, batch {batch_size}")
         pipeline_rows[batch_size] = bench_pipeline(data.train, batch_size, args.warmup, args.steps)
     load_after = os.getloadavg()
@@ -621,9 +641,11 @@ def main(argv=None) -> None:
                 "there (the trainers' DeviceStream, --data-on-device)" if data_on_device else
                 "a host (NumPy) batch copied in by each step (to_device / global_batch)")
             + "; evaluation always copies a host batch, as the trainers' evaluate",
-            f"- Timing: {args.warmup} warm-up step{'s' if args.warmup > 1 else ''} (not timed; JAX compiles before them), then {args.steps} steps "
+            f"- Timing: {args.rounds} round{'s' if args.rounds > 1 else ''}, the backends in turn in each; per round and backend "
+            f"{args.warmup} warm-up step{'s' if args.warmup > 1 else ''} (not timed; JAX compiles before them), then "
+            f"{' + '.join(map(str, split_steps(args.steps, args.rounds)))} = {args.steps} steps "
             f"timed one by one{', each ending in a device sync' if device.type == 'cuda' else ''}; "
-            "median (min, max) per step, images/s = batch / median",
+            "median (min, max) per step over all the rounds, images/s = batch / median",
             f"- JAX: training step {jax_step_text}; training step and evaluation "
             f"compiled with --jax-xla-options {args.jax_xla_options} ({jax_options_text}); convolutions: "
             f"--jax-conv {args.jax_conv} ({JAX_CONV_TEXT.get(jax_conv, 'JAX not run')})",
