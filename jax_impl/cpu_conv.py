@@ -68,7 +68,11 @@ def build() -> Path:
     if compiler is None:
         raise Unavailable("no C++ compiler (g++ or $CXX) to build the oneDNN convolutions; install one, "
                           "or pass --conv xla")
-    versions = [metadata.version("jaxlib")] + [metadata.version(d) for d in ONEDNN_DISTRIBUTIONS]
+    try:
+        versions = [metadata.version(d) for d in ("jaxlib", *ONEDNN_DISTRIBUTIONS)]
+    except metadata.PackageNotFoundError as missing:
+        raise Unavailable(f"{missing.name} is not installed: pip install onednn-cpu-gomp onednn-devel-cpu-gomp, "
+                          "or pass --conv xla") from None
     key = hashlib.sha256(SOURCE.read_bytes() + repr((versions, str(prefix), compiler)).encode()).hexdigest()[:16]
     library = cache_dir() / f"cpu_conv-{key}.so"
     if library.exists():
