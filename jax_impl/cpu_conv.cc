@@ -11,7 +11,6 @@
 // may run a cached primitive on any of its threads, and two at once: each execution gets its own scratchpad
 // (scratchpad_mode::user), the mode in which oneDNN documents concurrent execution as safe.
 
-#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>

@@ -300,12 +300,15 @@ def resolve_steps_per_call(requested: int | None, data_on_device: bool, platform
     return steps
 
 
+CONV_CHOICES = ("auto", *CONV_KERNELS)  # --conv (the scripts spell it out: they parse flags before importing jax)
+
+
 def resolve_conv_kernels(requested: str, platform: str, flag: str = "--conv") -> str:
     """The model's conv_kernels for `flag`: "auto" is "onednn" on CPU when jax_impl/cpu_conv builds here (a
     note on stderr says why not when it does not), "xla" elsewhere. An explicit "onednn" it cannot honour is
     a ValueError naming the reason."""
-    if requested not in ("auto", *CONV_KERNELS):
-        raise ValueError(f"{flag} {requested!r}: choose auto, {', '.join(CONV_KERNELS)}")
+    if requested not in CONV_CHOICES:
+        raise ValueError(f"{flag} {requested!r}: choose one of {', '.join(CONV_CHOICES)}")
     if requested == "xla" or (requested == "auto" and platform != "cpu"):
         return "xla"
     if platform != "cpu":
@@ -334,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --data-on-device, run up to N steps per jitted call (one lax.scan; calls end at "
                             f"every log and eval point). Default: {STEPS_PER_CALL_ACCELERATOR} off the CPU, 1 on it "
                             "(XLA:CPU runs convolutions inside a loop on a slow path)")
-    group.add_argument("--conv", choices=("auto", *CONV_KERNELS), default="auto",
+    group.add_argument("--conv", choices=CONV_CHOICES, default="auto",
                        help="convolution kernels: 'onednn' (CPU only: jax_impl/cpu_conv, oneDNN through XLA's FFI, "
                             "built on first use), 'xla' (XLA's own); 'auto': onednn on CPU where it builds, else xla")
     group.add_argument("--matmul-precision", choices=("highest", "default"), default="highest",
