@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -149,10 +150,25 @@ def download_archive(directory: Path, url: str = URL, attempts: int = 3) -> Path
 # ----------------------------------------------------------------------------------------------- decoding
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and NumPy arrays only: the CIFAR-10 batches hold nothing else, and any other
+    global (os.system, builtins.eval, ...) in a file handed in is refused instead of called."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("_codecs", "encode"), ("builtins", "bytes")}  # how Python 3 writes bytes at protocol 2
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch holds only arrays, "
+                                     "lists and strings")
+
+
 def _decode_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        batch = pickle.loads(raw, encoding="bytes")
-    except Exception as error:  # truncated or not a pickle at all
+        batch = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as error:  # truncated, not a pickle at all, or one that would call other code
         raise DataError(f"{name}: cannot unpickle ({type(error).__name__}: {error}); the file is damaged, "
                         "replace it with a fresh copy of the archive.") from None
     if not isinstance(batch, dict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import time
 
 from tqdm import tqdm
@@ -18,11 +19,20 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
-class StopSignal:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step, so it can save and exit cleanly."""
+TIME_BUDGET = "time budget"  # StopSignal.received when --time-budget ran out
+ELSEWHERE = "stop on another process"  # StopSignal.received when another rank or host stopped the run
+RESUMABLE_EXIT_STATUS = 75  # sysexits.h EX_TEMPFAIL: stopped by the time budget, resumable; a job chain reruns
 
-    def __init__(self):
+
+class StopSignal:
+    """Turns SIGINT/SIGTERM, or the end of a wall-clock budget, into a flag the loop checks after each step, so
+    it can save and exit cleanly. Entered when the trainer starts, so a signal during data loading or
+    compilation is kept until the loop can act on it, and the budget counts the whole process, as a
+    cluster's wall-time limit does."""
+
+    def __init__(self, budget_s: float | None = None):
         self.received = None
+        self.deadline = None if budget_s is None else time.monotonic() + budget_s
         self._previous = {}
 
     def __enter__(self):
@@ -36,6 +46,32 @@ class StopSignal:
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+    def poll(self) -> str | None:
+        """Why the run should stop now ('SIGTERM', 'SIGINT', TIME_BUDGET), or None."""
+        if self.received is None and self.deadline is not None and time.monotonic() >= self.deadline:
+            self.received = TIME_BUDGET
+        return self.received
+
+    def agree(self, stop_anywhere: bool) -> bool:
+        """Take the distributed verdict (any process's poll()): every process must stop at the same step."""
+        if stop_anywhere and self.received is None:
+            self.received = ELSEWHERE
+        return stop_anywhere
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number for a signal, as a shell reports it; RESUMABLE_EXIT_STATUS otherwise."""
+        if self.received in signal.Signals.__members__:
+            return 128 + signal.Signals[self.received].value
+        return RESUMABLE_EXIT_STATUS
+
+    def exit(self, step: int, run: RunDir, backend: str):
+        """Say where the run stopped and how to continue it, and exit. The caller has saved the checkpoint."""
+        run.end_slice(step, self.received)
+        print(f"{self.received}: stopped at step {step}, resumable: saved to {run.checkpoints}; continue with "
+              f"python -m {backend}.train --resume --run-dir {run.path}", file=sys.stderr)
+        sys.exit(self.exit_status)
 
 
 class Tracker:

@@ -1,6 +1,9 @@
 """The run directory both backends write, with the same files and keys:
 
-    config.json     everything needed to rerun: recipe, options, command, git commit, versions, hardware, data
+    config.json     everything needed to rerun: recipe, options, command, git commit, versions, hardware, data;
+                    and "slices": one entry per process that trained the run (a first start, then each
+                    --resume): its command, commit, versions, hardware, options, start, first and last step,
+                    wall time and why it ended ("finished", "SIGTERM", "SIGINT", "time budget")
     metrics.jsonl   one object per record: {"kind": "train", step, epoch, lr, loss, train_error, images_per_s,
                     wall_time} every log_every steps, {"kind": "eval", step, epoch, lr, val_error, test_error,
                     wall_time} every eval_every steps and at the end (errors are fractions in [0, 1])
@@ -17,6 +20,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .recipe import Recipe
@@ -69,6 +73,27 @@ def host_info() -> dict:
     return info
 
 
+def read_config(path, backend: str) -> dict:
+    """The config.json of the run in `path`, for --resume; RunDirError if there is none or it is another backend's."""
+    config_path = Path(path) / "config.json"
+    if not config_path.is_file():
+        raise RunDirError(f"--resume: {path} holds no config.json; is --run-dir the run to continue?")
+    try:
+        config = json.loads(config_path.read_text())
+        saved_backend, _ = config["backend"], config["recipe"]["depth"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise RunDirError(f"--resume: {config_path} is not a run's config ({type(error).__name__}: {error}); "
+                          "nothing was changed.") from None
+    if saved_backend != backend:
+        raise RunDirError(f"--resume: {path} is a {saved_backend} run, not {backend}; "
+                          f"continue it with python -m {saved_backend}.train.")
+    return config
+
+
+# What must be equal for a resumed run to see the data its first slice saw.
+DATA_IDENTITY = ("content_sha256", "n_train", "n_val", "n_test", "steps_per_epoch")
+
+
 def default_run_dir(backend: str, depth: int) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{backend}-resnet{depth}-{stamp}"
@@ -86,35 +111,68 @@ class RunDir:
         self.config_path = self.path / "config.json"
         self.metrics_path = self.path / "metrics.jsonl"
         self.final_path = self.path / "final.json"
+        self.opened = time.monotonic()
+        self.resume = resume
         if resume:
-            if not self.config_path.is_file():
-                raise RunDirError(f"--resume: {self.path} holds no config.json; is --run-dir the run to continue?")
-            saved = json.loads(self.config_path.read_text())
-            if saved.get("backend") != backend:
-                raise RunDirError(f"--resume: {self.path} is a {saved.get('backend')} run, not {backend}.")
+            saved = read_config(self.path, backend)
             differ = {k: (saved["recipe"].get(k), v) for k, v in recipe.to_dict().items()
                       if saved["recipe"].get(k) != v}
             if differ:
                 raise RunDirError(f"--resume: the flags give a different recipe from the saved run's "
-                                  f"(saved, given): {differ}. Repeat the original command with --resume.")
+                                  f"(saved, given): {differ}. Leave them out: --resume takes the recipe from "
+                                  f"{self.config_path}.")
         elif self.config_path.exists() or self.metrics_path.exists():
             raise RunDirError(f"{self.path} already holds a run. Pass --resume to continue it, "
                               "or choose another --run-dir; nothing was overwritten.")
         if self.write:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
 
-    def write_config(self, options: dict, versions: dict, devices: list, data_info: dict) -> None:
+    def write_config(self, options: dict, versions: dict, devices: list, data_info: dict,
+                     start_step: int = 0, tracker_state: dict | None = None) -> None:
+        """Write config.json, or on --resume record the new slice in it."""
         if not self.write:
             return
         config = {"backend": self.backend, "recipe": self.recipe.to_dict(), "options": options,
                   "command": [sys.executable, *sys.argv], "git": git_info(), "versions": versions,
                   "hardware": {**host_info(), "devices": devices}, "data": data_info,
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        if self.config_path.is_file():  # a resume: keep the original, record the new session beside it
+        slice_ = {k: config[k] for k in ("command", "git", "versions", "hardware", "options")}
+        slice_.update(started=config["created"], from_step=start_step)
+        if self.resume:
             original = json.loads(self.config_path.read_text())
-            original.setdefault("resumed", []).append(
-                {k: config[k] for k in ("command", "git", "versions", "hardware", "created")})
+            slices = original.setdefault("slices", [])
+            if not slices:  # a run started before slices were recorded: its first slice from what was saved
+                first = {k: original.get(k) for k in ("command", "git", "versions", "hardware", "options")}
+                slices.append({**first, "started": original.get("created"), "from_step": 0, "to_step": start_step,
+                               "wall_time_s": (tracker_state or {}).get("wall_time"), "ended": None,
+                               "stopped": "not recorded"})
+            slices.append(slice_)
             config = original
+        else:
+            config["slices"] = [slice_]
+        write_json_atomic(self.config_path, config)
+
+    def check_data(self, data_info: dict) -> None:
+        """On --resume: RunDirError unless the data are those the run started on (content, split, epoch)."""
+        if not self.resume:
+            return
+        saved = json.loads(self.config_path.read_text()).get("data", {})
+        differ = [k for k in DATA_IDENTITY if k in saved and k in data_info and saved[k] != data_info[k]]
+        if differ:
+            raise RunDirError(f"--resume: the data differ from the run's ({', '.join(differ)}: saved {saved[differ[0]]}, "
+                              f"now {data_info[differ[0]]}); resume with the CIFAR-10 copy it was started on "
+                              f"({saved.get('source')}), or start a new run. Nothing was changed.")
+
+    def end_slice(self, step: int, why: str) -> None:
+        """Record where and why this process's slice ended, and its wall time."""
+        if not self.write or not self.config_path.is_file():
+            return
+        config = json.loads(self.config_path.read_text())
+        if not config.get("slices"):
+            return
+        config["slices"][-1].update(
+            to_step=step, stopped=why, wall_time_s=round(time.monotonic() - self.opened, 3),
+            ended=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
         write_json_atomic(self.config_path, config)
 
     def truncate_metrics(self, step: int) -> None:
@@ -136,6 +194,7 @@ class RunDir:
     def write_final(self, final: dict) -> None:
         if self.write:
             write_json_atomic(self.final_path, final)
+            self.end_slice(final["steps_completed"], "finished")
 
 
 def read_metrics(path) -> list:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import signal
 import sys
 from typing import Any
 
@@ -30,7 +29,7 @@ import optax
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from cifar_core import cli, pipeline
+from cifar_core import cli
 from cifar_core.loop import StopSignal, Tracker
 from cifar_core.plan import CROP, PAD, eval_batches
 from cifar_core.run import RunDir, default_run_dir
@@ -350,7 +349,7 @@ def main(argv=None) -> dict | None:
     return cli.run_cli(build_parser(), run, argv)
 
 
-def run(args) -> dict | None:
+def run(args, stop: StopSignal) -> dict | None:
     recipe = cli.recipe_from_args(args)
     if args.matmul_precision == "highest":
         jax.config.update("jax_default_matmul_precision", "highest")
@@ -367,7 +366,7 @@ def run(args) -> dict | None:
     conv_kernels = resolve_conv_kernels(args.conv, jax.default_backend())
     run_dir = RunDir(args.run_dir or default_run_dir(BACKEND, recipe.depth), BACKEND, recipe, args.resume,
                      write=proc == 0)
-    data = pipeline.build(recipe, args.data_dir)
+    data = cli.load_data(args, recipe, run_dir)
 
     model = ResNet(recipe.depth, bn_axis_name=DATA_AXIS if args.cross_device_bn else None, conv_kernels=conv_kernels)
     eval_model = ResNet(recipe.depth, conv_kernels=conv_kernels)
@@ -384,7 +383,7 @@ def run(args) -> dict | None:
                "data_on_device": data_on_device, "steps_per_call": steps_per_call,
                "matmul_precision": args.matmul_precision, "conv_kernels": conv_kernels}
     run_dir.write_config(options, versions(), [f"{d.platform}:{d.id} {d.device_kind}" for d in mesh.devices.flat],
-                         data.info)
+                         data.info, start_step, tracker_state)
 
     def variables():
         return {"params": state.params, "batch_stats": state.batch_stats}
@@ -425,32 +424,29 @@ def run(args) -> dict | None:
             count = min(count, every - step % every)
         return count
 
-    with StopSignal() as stop:
-        while step < recipe.iterations:
-            count = steps_in_call(step)
-            if count > 1:
-                state, metrics = steps_fn(state, device_stream.images, device_stream.labels,
-                                          *device_stream.plans(step, count))
-            else:
-                state, metrics = step_fn(state, *next_batch(step))
-            loss_sum, correct = loss_sum + metrics["loss_sum"], correct + metrics["correct"]  # stays on device
-            step += count
-            if tracker.should_log(step):
-                tracker.log_train(step, float(loss_sum), float(correct), recipe.batch_size * (step - tracker.last_logged_step))
-                loss_sum = correct = 0.0
-            if tracker.should_eval(step) and step < recipe.iterations:
-                with tracker.paused():
-                    val_error, test_error = evaluate_all()
-                    if tracker.log_eval(step, val_error, test_error):
-                        export("best.safetensors", step)
-                    save_checkpoint(step)
-            if stop.received:  # a signal reaches every process of a multi-host job (as with torchrun)
-                with tracker.paused():
-                    save_checkpoint(step)
-                tracker.bar.close()
-                print(f"{stop.received}: saved step {step} to {run_dir.checkpoints}; "
-                      f"continue with the same command and --resume.", file=sys.stderr)
-                sys.exit(128 + signal.Signals[stop.received].value)
+    while step < recipe.iterations:
+        count = steps_in_call(step)
+        if count > 1:
+            state, metrics = steps_fn(state, device_stream.images, device_stream.labels,
+                                      *device_stream.plans(step, count))
+        else:
+            state, metrics = step_fn(state, *next_batch(step))
+        loss_sum, correct = loss_sum + metrics["loss_sum"], correct + metrics["correct"]  # stays on device
+        step += count
+        if tracker.should_log(step):
+            tracker.log_train(step, float(loss_sum), float(correct), recipe.batch_size * (step - tracker.last_logged_step))
+            loss_sum = correct = 0.0
+        if tracker.should_eval(step) and step < recipe.iterations:
+            with tracker.paused():
+                val_error, test_error = evaluate_all()
+                if tracker.log_eval(step, val_error, test_error):
+                    export("best.safetensors", step)
+                save_checkpoint(step)
+        if should_stop(stop, procs):
+            with tracker.paused():
+                save_checkpoint(step)
+            tracker.bar.close()
+            stop.exit(step, run_dir, BACKEND)
     val_error, test_error = evaluate_all()
     if tracker.log_eval(step, val_error, test_error):
         export("best.safetensors", step)
@@ -459,6 +455,15 @@ def run(args) -> dict | None:
     final = tracker.finish(step, val_error, test_error, count_parameters(state.params), data.info["n_train"])
     run_dir.write_final(final)
     return final if proc == 0 else None
+
+
+def should_stop(stop: StopSignal, processes: int) -> bool:
+    """A signal or the time budget; every process must stop at the same step (a signal can reach the hosts a
+    step apart, a budget end a moment apart), so with several the verdict is gathered from all."""
+    if processes == 1:
+        return stop.poll() is not None
+    from jax.experimental import multihost_utils
+    return stop.agree(bool(np.any(multihost_utils.process_allgather(np.asarray(stop.poll() is not None)))))
 
 
 def versions() -> dict:

@@ -5,8 +5,10 @@ per comparison group (same depth and iterations, both backends overlaid).
 
 Reads every run directory under --runs (config.json, metrics.jsonl, final.json; see cifar_core/run.py), writes
 --out/README.md and --out/curves-resnet<depth>-<iterations>it.png, and prints what it wrote. A run without
-final.json (unfinished, or still running) is skipped with a note. The output depends only on the run directories,
-so running it again on the same runs gives the same README.
+final.json (unfinished, or still running) is listed under "In progress" with the step it reached and its latest
+test error, never in the results table or the figures. Each run's slices (the processes that trained it: a
+first start and every --resume, with their hardware, commit and wall time) are listed too. The output depends
+only on the run directories, so running it again on the same runs gives the same README.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ OTHER_COLOURS = ("tab:green", "tab:purple", "tab:orange", "tab:brown")
 
 
 class Run:
-    """One finished run directory: its config, final summary and metrics records."""
+    """One run directory: its config, final summary ({} while unfinished) and metrics records."""
 
     def __init__(self, path: Path, config: dict, final: dict, metrics: list):
         self.path, self.config, self.final, self.metrics = path, config, final, metrics
@@ -49,6 +51,19 @@ class Run:
     def group(self) -> tuple:
         return (self.depth, self.iterations)
 
+    @property
+    def slices(self) -> list:
+        """The processes that trained the run: config["slices"], or for a run recorded before slices were,
+        its first start and each entry of config["resumed"] (without their steps)."""
+        if self.config.get("slices"):
+            return self.config["slices"]
+        first = {k: self.config.get(k) for k in ("command", "git", "hardware")}
+        return [{**first, "started": self.config.get("created")}, *self.config.get("resumed", [])]
+
+    @property
+    def last_step(self) -> int:
+        return max((r.get("step", 0) for r in self.metrics), default=0)
+
 
 def read_jsonl(path: Path) -> list:
     """Records of metrics.jsonl; a line that does not parse (a record being written) is left out."""
@@ -62,26 +77,25 @@ def read_jsonl(path: Path) -> list:
     return records
 
 
-def load_runs(runs_dir: Path) -> tuple[list, list]:
-    """(finished runs sorted by depth, iterations, backend, seed, name; [(name, why skipped)])."""
-    runs, skipped = [], []
+def load_runs(runs_dir: Path) -> tuple[list, list, list]:
+    """(finished runs, unfinished runs, [(name, why skipped)]); runs sorted by depth, iterations, backend, seed,
+    name."""
+    runs, unfinished, skipped = [], [], []
     candidates = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
     for path in candidates:
         if not any((path / f).exists() for f in ("config.json", "metrics.jsonl", "final.json")):
             continue  # not a run directory
-        if not (path / "final.json").is_file():
-            skipped.append((path.name, "no final.json (unfinished or still running)"))
-            continue
         try:
-            final = json.loads((path / "final.json").read_text())
+            final = json.loads((path / "final.json").read_text()) if (path / "final.json").is_file() else {}
             config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
             run = Run(path, config, final, read_jsonl(path / "metrics.jsonl"))
         except (OSError, ValueError, TypeError) as error:
             skipped.append((path.name, f"unreadable ({type(error).__name__}: {error})"))
             continue
-        runs.append(run)
+        (runs if final else unfinished).append(run)
     runs.sort(key=lambda r: r.sort_key)
-    return runs, skipped
+    unfinished.sort(key=lambda r: r.sort_key)
+    return runs, unfinished, skipped
 
 
 # ---------------------------------------------------------------- formatting
@@ -184,22 +198,64 @@ def table_row(run: Run, out_dir: Path) -> list:
     if f.get("train_time_s") is not None:
         wall += f" ({duration(f['train_time_s'])})"
     ips = f.get("images_per_s")
-    hw = hardware(config.get("hardware", {}))
-    git = commit(config.get("git"))
-    resumed = config.get("resumed") or []
-    if resumed:
-        other_hw = sorted({hardware(r.get("hardware", {})) for r in resumed} - {hw})
-        other_git = sorted({commit(r.get("git")) for r in resumed} - {git})
-        hw += f"; resumed {len(resumed)}×" + (f" on {', '.join(other_hw)}" if other_hw else "")
-        if other_git:
-            git += f" (resumed at {', '.join(other_git)})"
+    hw, git = slices_hardware_and_commits(run)
     return [f"[{run.name}]({link}/)", run.backend, str(run.depth), iterations, train_images,
             str(recipe.get("seed", "—")), best, pct(f.get("best_val_test_error")), pct(f.get("final_test_error")),
             paper_cell, wall, "—" if ips is None else f"{ips:,.1f}", hw, git]
 
 
-def markdown_table(rows: list) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+def slices_hardware_and_commits(run: Run) -> tuple[str, str]:
+    """The run's hardware and commit, with those of any slice that differs from its first (a run may span
+    machines)."""
+    first, *later = run.slices
+    hw, git = hardware(first.get("hardware") or {}), commit(first.get("git"))
+    if later:
+        other_hw = sorted({hardware(s.get("hardware") or {}) for s in later} - {hw})
+        other_git = sorted({commit(s.get("git")) for s in later} - {git})
+        hw += f"; {len(run.slices)} slices" + (f", also on {', '.join(other_hw)}" if other_hw else "")
+        if other_git:
+            git += f" (resumed at {', '.join(other_git)})"
+    return hw, git
+
+
+def latest_test_error(run: Run) -> str:
+    evals = [r for r in run.metrics if r.get("kind") == "eval" and r.get("test_error") is not None]
+    return "—" if not evals else f"{pct(evals[-1]['test_error'])} ({evals[-1]['step']:,})"
+
+
+IN_PROGRESS_COLUMNS = ("Run", "Backend", "Depth", "Iterations", "Train images", "Seed", "Steps done",
+                       "Latest test error (step)", "Wall time so far", "Hardware", "Commit")
+
+
+def in_progress_row(run: Run, out_dir: Path) -> list:
+    link = Path(os.path.relpath(run.path, out_dir)).as_posix()
+    recipe = run.recipe
+    n_train = run.config.get("data", {}).get("n_train")
+    train_images = "—" if n_train is None else f"{n_train:,}" + (" (train+val)" if recipe.get("full_train") else "")
+    wall = max((r.get("wall_time") or 0 for r in run.metrics), default=None)
+    hw, git = slices_hardware_and_commits(run)
+    return [f"[{run.name}]({link}/)", run.backend, str(run.depth), schedule_label(run.iterations, recipe.get("milestones")),
+            train_images, str(recipe.get("seed", "—")), f"{run.last_step:,} of {run.iterations:,}",
+            latest_test_error(run), duration(wall), hw, git]
+
+
+SLICE_COLUMNS = ("Run", "Slice", "Steps", "Started (UTC)", "Wall time", "Ended by", "Hardware", "Commit")
+
+
+def slice_rows(run: Run) -> list:
+    rows = []
+    for i, s in enumerate(run.slices, 1):
+        steps = "—" if s.get("from_step") is None else \
+            f"{s['from_step']:,} → " + ("?" if s.get("to_step") is None else f"{s['to_step']:,}")
+        started = (s.get("started") or "—").replace("T", " ").split("+")[0]
+        rows.append([run.name, str(i), steps, started, duration(s.get("wall_time_s")),
+                     s.get("stopped") or "still running, or killed", hardware(s.get("hardware") or {}),
+                     commit(s.get("git"))])
+    return rows
+
+
+def markdown_table(rows: list, columns: tuple = COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -208,7 +264,7 @@ def figure_name(depth: int, iterations: int) -> str:
     return f"curves-resnet{depth}-{iterations}it.png"
 
 
-def readme(runs: list, skipped: list, figures: list, out_dir: Path, runs_dir: Path) -> str:
+def readme(runs: list, unfinished: list, skipped: list, figures: list, out_dir: Path, runs_dir: Path) -> str:
     runs_link = Path(os.path.relpath(runs_dir, out_dir)).as_posix()
     parts = [
         "# Results: CIFAR-10 ResNets, PyTorch and JAX, beside He et al. 2015",
@@ -231,6 +287,19 @@ def readme(runs: list, skipped: list, figures: list, out_dir: Path, runs_dir: Pa
         parts += [markdown_table([table_row(r, out_dir) for r in runs]), ""]
     else:
         parts += ["No finished runs yet.", ""]
+    if unfinished:
+        parts += ["## In progress", "",
+                  "Runs without a final.json: carried forward in slices (`--time-budget`, `--resume`), each committed "
+                  "with its resumable checkpoint. Their errors are those of an unfinished schedule.", "",
+                  markdown_table([in_progress_row(r, out_dir) for r in unfinished], IN_PROGRESS_COLUMNS), ""]
+    sliced = [r for r in [*runs, *unfinished] if r.config.get("slices") and
+              (len(r.slices) > 1 or r.iterations == PAPER_ITERATIONS)]
+    if sliced:
+        parts += ["## Slices", "",
+                  "The processes that trained each run: its first start and every `--resume`, each with the "
+                  "steps it trained, its wall time (start-up and evaluations included), how it ended, and its "
+                  "hardware and commit (from the run's config.json).", "",
+                  markdown_table([row for r in sliced for row in slice_rows(r)], SLICE_COLUMNS), ""]
     if skipped:
         parts += ["Skipped:", ""] + [f"- `{name}`: {why}" for name, why in skipped] + [""]
     if figures:
@@ -320,9 +389,11 @@ def main(argv=None) -> int:
     runs_dir, out_dir = Path(args.runs), Path(args.out)
     if not runs_dir.is_dir():
         sys.exit(f"error: {runs_dir} is not a folder of run directories")
-    runs, skipped = load_runs(runs_dir)
+    runs, unfinished, skipped = load_runs(runs_dir)
     for name, why in skipped:
         print(f"skipped {runs_dir / name}: {why}", file=sys.stderr)
+    for run in unfinished:
+        print(f"in progress {run.path}: step {run.last_step:,} of {run.iterations:,} (no final.json)", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     groups: dict = {}
     for run in runs:
@@ -333,12 +404,13 @@ def main(argv=None) -> int:
         figures.append((plot_group(members, path), path.name))
         print(f"wrote {path}")
     readme_path = out_dir / "README.md"
-    readme_path.write_text(readme(runs, skipped, figures, out_dir, runs_dir))
+    readme_path.write_text(readme(runs, unfinished, skipped, figures, out_dir, runs_dir))
     project_readme = Path(args.project_readme) if args.project_readme else out_dir.resolve().parent / "README.md"
     if project_readme.is_file() and START in project_readme.read_text():
         update_project_readme(project_readme, runs, figures, out_dir)
         print(f"updated the results table in {project_readme}")
-    print(f"wrote {readme_path} ({len(runs)} run{'s' * (len(runs) != 1)}, {len(skipped)} skipped)")
+    print(f"wrote {readme_path} ({len(runs)} finished run{'s' * (len(runs) != 1)}, {len(unfinished)} in progress, "
+          f"{len(skipped)} skipped)")
     return 0
 
 

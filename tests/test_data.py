@@ -234,6 +234,29 @@ def test_truncated_pickle(tiny, tmp_path, layout):
     assert "data_batch_2" in str(error.value) and "damaged" in str(error.value)
 
 
+class _RunsCode:
+    """Unpickling this calls os.remove on a file: what a crafted batch could do with any other call."""
+
+    def __init__(self, victim):
+        self.victim = str(victim)
+
+    def __reduce__(self):
+        import os
+        return (os.remove, (self.victim,))
+
+
+@pytest.mark.parametrize("layout", ["tar", "dir"])
+def test_a_batch_that_would_run_code_is_refused_unrun(tiny, tmp_path, layout):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    crafted = pickle.dumps({b"data": _RunsCode(victim), b"labels": [0]}, protocol=2)
+    root = tiny.write(tmp_path / "d", layout, replace={"data_batch_3": crafted})
+    with pytest.raises(data.DataError, match="cannot unpickle") as error:
+        data.load(root, download=False)
+    assert "data_batch_3" in str(error.value) and "refusing to load" in str(error.value)
+    assert victim.read_text() == "keep me"
+
+
 def test_not_a_dict(tiny, tmp_path):
     root = tiny.write(tmp_path / "d", "dir", replace={"test_batch": pickle.dumps([1, 2, 3], protocol=2)})
     with pytest.raises(data.DataError, match="expected a dict") as error:

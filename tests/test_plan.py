@@ -298,6 +298,35 @@ def test_cli_iterations_rescale_eval_every():
     assert parse("--eval-every", "7").eval_every == 7 and parse("--eval-every", "7").iterations == 64_000
 
 
+def test_cli_resume_takes_the_recipe_from_the_run(tmp_path):
+    path = tmp_path / "run"
+    saved = Recipe(depth=20, iterations=2000, eval_every=250, full_train=True)
+    make_run(path, saved)
+    assert parse("--resume", "--run-dir", str(path)) == saved
+    assert parse("--resume", "--run-dir", str(path), "--iterations", "2000", "--full-train") == saved
+    given = parse("--resume", "--run-dir", str(path), "--iterations", "4000")  # RunDir then refuses it
+    assert given.iterations == 4000 and given.eval_every == 250
+    with pytest.raises(RunDirError, match="different recipe"):
+        RunDir(path, "torch_impl", given, resume=True)
+    with pytest.raises(RunDirError, match="needs --run-dir"):
+        parse("--resume")
+    with pytest.raises(RunDirError, match="no config.json"):
+        parse("--resume", "--run-dir", str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("text, seconds", [("5400", 5400), ("5400s", 5400), ("90m", 5400), ("2h20m", 8400),
+                                           ("1h30m15s", 5415), ("0.5h", 1800), ("2:20:00", 8400), ("20:00", 1200)])
+def test_cli_time_budget_durations(text, seconds):
+    assert cli.build_parser("jax_impl").parse_args(["--time-budget", text]).time_budget == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "2x", "h", "1:2:3:4", "-5"])
+def test_cli_time_budget_rejects_what_is_not_a_duration(text, capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser("jax_impl").parse_args(["--time-budget", text])
+    assert "is not a duration" in capsys.readouterr().err
+
+
 def test_cli_rejects_bad_values():
     with pytest.raises(SystemExit):
         cli.build_parser("jax_impl").parse_args(["--preset", "nope"])
@@ -341,7 +370,7 @@ def test_run_dir_resume(tmp_path):
     assert config["recipe"] == recipe.to_dict() and config["backend"] == "torch_impl"
     resumed = make_run(path, recipe, resume=True)  # same recipe: accepted
     config = json.loads((path / "config.json").read_text())
-    assert len(config["resumed"]) == 1 and config["options"] == {"note": "test"}
+    assert [sl["from_step"] for sl in config["slices"]] == [0, 0] and config["options"] == {"note": "test"}
     assert resumed.path == path
     with pytest.raises(RunDirError, match="different recipe") as error:
         RunDir(path, "torch_impl", Recipe(depth=8, iterations=120), resume=True)

@@ -76,7 +76,7 @@ def test_readme_table_and_figure(runs, tmp_path, capsys):
     out = tmp_path / "out"
     assert report.main(["--runs", str(runs), "--out", str(out)]) == 0
     readme = (out / "README.md").read_text()
-    rows = table_rows(readme)
+    rows = table_rows(readme.split("## In progress")[0])
     assert list(rows) == ["jax_impl-resnet32-2000it", "torch_impl-resnet32-2000it"]  # sorted, unfinished left out
 
     torch, jax = rows["torch_impl-resnet32-2000it"], rows["jax_impl-resnet32-2000it"]
@@ -97,7 +97,9 @@ def test_readme_table_and_figure(runs, tmp_path, capsys):
     assert torch["Commit"] == "0123456" and jax["Commit"] == "fedcba9+dirty"
     assert torch["Run"] == "[torch_impl-resnet32-2000it](../runs/torch_impl-resnet32-2000it/)"
 
-    assert "`jax_impl-resnet56-64000it`: no final.json" in readme  # skipped with a note
+    in_progress = readme.split("## In progress", 1)[1]
+    assert "[jax_impl-resnet56-64000it](../runs/jax_impl-resnet56-64000it/) | jax_impl | 56 | 64,000 (paper schedule)" \
+        in in_progress and "| 64,000 of 64,000 | 30.00% (64,000) |" in in_progress
     figure = out / "curves-resnet32-2000it.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(out.glob("*.png")) == [figure]  # one figure per (depth, iterations) group of finished runs
@@ -119,6 +121,37 @@ def test_readme_table_and_figure(runs, tmp_path, capsys):
 ])
 def test_schedule_label(iterations, milestones, label):
     assert report.schedule_label(iterations, milestones) == label
+
+
+def test_slices_of_a_run_that_spans_machines(tmp_path):
+    """A run carried forward in slices: the table names every machine and commit, the Slices section each slice,
+    and a run that is still going is listed in progress with the step it reached."""
+    root = tmp_path / "runs"
+    finals = {"final_val_error": None, "final_test_error": 0.0751, "best_val_error": None, "best_val_step": None,
+              "best_val_test_error": None, "wall_time_s": 36000.0, "train_time_s": 34000.0, "images_per_s": 241.0}
+    cpu = {"cpu": "Fake CPU 9000", "cpu_count": 2, "devices": ["cpu"]}
+    gpu = {"cpu": "Host", "cpu_count": 16, "devices": ["NVIDIA H200"]}
+    slices = [{"from_step": 0, "to_step": 30000, "started": "2026-01-01T00:00:00+00:00", "wall_time_s": 8400.0,
+               "stopped": "time budget", "hardware": cpu, "git": {"commit": "aaaaaaaa", "dirty": False}},
+              {"from_step": 30000, "to_step": 64000, "started": "2026-01-02T00:00:00+00:00", "wall_time_s": 500.0,
+               "stopped": "finished", "hardware": gpu, "git": {"commit": "bbbbbbbb", "dirty": False}}]
+    for name, final in (("torch_impl-resnet32-64k-seed0", finals), ("jax_impl-resnet32-64k-seed0", None)):
+        run = write_run(root, name, name.split("-")[0], iterations=64000, final=final)
+        config = json.loads((run / "config.json").read_text())
+        config["slices"] = slices if final else [{**slices[0], "to_step": None, "stopped": None, "wall_time_s": None}]
+        (run / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    assert report.main(["--runs", str(root), "--out", str(out)]) == 0
+    readme = (out / "README.md").read_text()
+    row = table_rows(readme.split("## In progress")[0])["torch_impl-resnet32-64k-seed0"]
+    assert row["Hardware"] == "Fake CPU 9000 (2 cores); 2 slices, also on 1× NVIDIA H200"
+    assert row["Commit"] == "aaaaaaa (resumed at bbbbbbb)"
+    assert "| torch_impl-resnet32-64k-seed0 | 2 | 30,000 → 64,000 | 2026-01-02 00:00:00 | 8m 20s | finished | " \
+           "1× NVIDIA H200 | bbbbbbb |" in readme
+    assert "| jax_impl-resnet32-64k-seed0 | 1 | 0 → ? | 2026-01-01 00:00:00 | — | still running, or killed |" in readme
+    in_progress = readme.split("## In progress", 1)[1].split("## Slices")[0]
+    assert "jax_impl-resnet32-64k-seed0" in in_progress and "torch_impl" not in in_progress
+    assert list(out.glob("*.png")) == [out / "curves-resnet32-64000it.png"]  # the finished run's figure only
 
 
 def test_paper_figures_and_hardware():

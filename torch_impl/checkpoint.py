@@ -37,9 +37,25 @@ def save(path, model, optimizer, step: int, plan_position: dict, tracker_state: 
             os.remove(tmp)
 
 
+def read(path) -> dict:
+    """A torch checkpoint's contents, unpickled with weights_only=True: tensors and plain containers only, so
+    a crafted file cannot run code. Anything else is a WeightsError naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by what is wrong
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise weights.WeightsError(f"{path}: not a PyTorch checkpoint that can be read safely ({reason}); "
+                                   "give a last.pt written by torch_impl.train or a .safetensors file.") from None
+    if not isinstance(state, dict):
+        raise weights.WeightsError(f"{path}: holds a {type(state).__name__}, not a checkpoint or state_dict.")
+    return state
+
+
 def load(path, model, optimizer=None) -> dict:
     """Restore model (and optimizer) in place; return the checkpoint's step, plan and tracker state."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read(path)
     unwrap(model).load_state_dict(state["model"])
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -82,7 +98,7 @@ def load_any(path, device="cpu") -> torch.nn.Module:
         tensors, depth = weights.load(path)
         model = from_neutral(resnet(depth), tensors)
     else:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = read(path)
         state = state.get("model", state)  # a training checkpoint, or a bare state_dict
         tensors = {k: v.numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")}
         model = from_neutral(resnet(weights.depth_of(tensors)), tensors)

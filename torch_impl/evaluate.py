@@ -17,7 +17,7 @@ from .train import evaluate
 def saved_metadata(path: Path) -> dict:
     if path.suffix == ".safetensors":
         return weights.metadata(path)
-    return {"recipe": torch.load(path, map_location="cpu", weights_only=False).get("recipe")}
+    return {"recipe": checkpoint.read(path).get("recipe")}
 
 
 def main(argv=None) -> float:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import sys
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from cifar_core import cli, pipeline
+from cifar_core import cli
 from cifar_core.loop import StopSignal, Tracker
 from cifar_core.plan import CROP, PAD, eval_batches
 from cifar_core.run import RunDir, default_run_dir
@@ -134,7 +132,7 @@ def main(argv=None) -> dict | None:
                        cleanup=lambda: dist.destroy_process_group() if dist.is_initialized() else None)
 
 
-def run(args) -> dict | None:
+def run(args, stop: StopSignal) -> dict | None:
     recipe = cli.recipe_from_args(args)
     rank, world, device = setup_distributed(args.device)
     if recipe.batch_size % world:
@@ -152,7 +150,7 @@ def run(args) -> dict | None:
 
     run_dir = RunDir(args.run_dir or default_run_dir(BACKEND, recipe.depth), BACKEND, recipe, args.resume,
                      write=rank == 0)
-    data = pipeline.build(recipe, args.data_dir)
+    data = cli.load_data(args, recipe, run_dir)
 
     model = resnet(recipe.depth, seed=recipe.seed).to(device)
     if channels_last:
@@ -175,7 +173,7 @@ def run(args) -> dict | None:
     options.update(channels_last=channels_last, data_on_device=data_on_device, device=str(device), world_size=world,
                    threads=torch.get_num_threads())
     devices = [torch.cuda.get_device_name(device)] if device.type == "cuda" else ["cpu"]
-    run_dir.write_config(options, versions(), devices * world, data.info)
+    run_dir.write_config(options, versions(), devices * world, data.info, start_step, tracker_state)
 
     def save_checkpoint(step):
         checkpoint.save(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, model, optimizer, step,
@@ -202,34 +200,31 @@ def run(args) -> dict | None:
                       progress=not args.no_progress)
     loss_sum = correct = torch.zeros((), device=device)
     step = start_step
-    with StopSignal() as stop:
-        model.train()
-        while step < recipe.iterations:
-            loss, right = train_step(net, optimizer, *next_batch(step), recipe.lr_at(step), amp_dtype)
-            loss_sum, correct = loss_sum + loss, correct + right
-            step += 1
-            if tracker.should_log(step):
-                totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
-                if world > 1:
-                    dist.all_reduce(totals)
-                tracker.log_train(step, totals[0].item(), totals[1].item(), recipe.batch_size * (step - tracker.last_logged_step))
-                loss_sum = correct = torch.zeros((), device=device)
-            if tracker.should_eval(step) and step < recipe.iterations:
-                with tracker.paused():
-                    if rank == 0:
-                        val_error, test_error = evaluate_all()
-                        if tracker.log_eval(step, val_error, test_error):
-                            checkpoint.export_neutral(run_dir.checkpoints / "best.safetensors", model,
-                                                      {"step": step, "recipe": recipe.to_dict()})
-                        save_checkpoint(step)
-            if stopped_by_signal(stop, world, device):
-                with tracker.paused():
-                    if rank == 0:
-                        save_checkpoint(step)
-                tracker.bar.close()
-                print(f"{stop.received}: saved step {step} to {run_dir.checkpoints}; "
-                      f"continue with the same command and --resume.", file=sys.stderr)
-                sys.exit(128 + signal.Signals[stop.received or "SIGTERM"].value)
+    model.train()
+    while step < recipe.iterations:
+        loss, right = train_step(net, optimizer, *next_batch(step), recipe.lr_at(step), amp_dtype)
+        loss_sum, correct = loss_sum + loss, correct + right
+        step += 1
+        if tracker.should_log(step):
+            totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
+            if world > 1:
+                dist.all_reduce(totals)
+            tracker.log_train(step, totals[0].item(), totals[1].item(), recipe.batch_size * (step - tracker.last_logged_step))
+            loss_sum = correct = torch.zeros((), device=device)
+        if tracker.should_eval(step) and step < recipe.iterations:
+            with tracker.paused():
+                if rank == 0:
+                    val_error, test_error = evaluate_all()
+                    if tracker.log_eval(step, val_error, test_error):
+                        checkpoint.export_neutral(run_dir.checkpoints / "best.safetensors", model,
+                                                  {"step": step, "recipe": recipe.to_dict()})
+                    save_checkpoint(step)
+        if should_stop(stop, world, device):
+            with tracker.paused():
+                if rank == 0:
+                    save_checkpoint(step)
+            tracker.bar.close()
+            stop.exit(step, run_dir, BACKEND)
     if rank != 0:
         return None
     val_error, test_error = evaluate_all()
@@ -243,13 +238,13 @@ def run(args) -> dict | None:
     return final
 
 
-def stopped_by_signal(stop: StopSignal, world: int, device) -> bool:
-    """Every rank must stop at the same step, so the decision is all-reduced when distributed."""
+def should_stop(stop: StopSignal, world: int, device) -> bool:
+    """A signal or the time budget; every rank must stop at the same step, so the verdict is all-reduced."""
     if world == 1:
-        return stop.received is not None
-    flag = torch.tensor([float(stop.received is not None)], device=device)
+        return stop.poll() is not None
+    flag = torch.tensor([float(stop.poll() is not None)], device=device)
     dist.all_reduce(flag)
-    return bool(flag.item())
+    return stop.agree(bool(flag.item()))
 
 
 def versions() -> dict:
