@@ -1,7 +1,5 @@
-"""Shared by tests/ and parity_tests/: four virtual CPU devices, set before anything imports jax."""
+"""Shared by tests/ and parity_tests/: four virtual CPU devices (chex's fake devices), set before any JAX operation."""
 
-import os
+import chex
 
-flags = os.environ.get("XLA_FLAGS", "")
-if "xla_force_host_platform_device_count" not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=4".strip()
+chex.set_n_cpu_devices(4)

@@ -41,7 +41,12 @@ class StopSignal:
         return self
 
     def _handle(self, signum, frame):
-        self.received = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if name == "SIGINT" and self.received == "SIGINT":
+            raise KeyboardInterrupt  # Ctrl-C twice: stop now (during a stuck download, say), without saving
+        self.received = self.received or name
+        print(f"{name}: saving and stopping after the current step" +
+              (" (Ctrl-C again: stop at once, without saving)" if name == "SIGINT" else ""), file=sys.stderr)
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():

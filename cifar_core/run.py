@@ -47,7 +47,9 @@ def git_info() -> dict:
     fallback = {"commit": os.environ.get("GIT_COMMIT"), "dirty": None}
     try:
         commit = git("rev-parse", "HEAD")
-        return {"commit": commit, "dirty": bool(git("status", "--porcelain"))} if commit else fallback
+        # Outputs under results/ (a committed run directory being trained) do not make the code dirty.
+        dirty = bool(git("status", "--porcelain", "--", ".", ":(exclude)results"))
+        return {"commit": commit, "dirty": dirty} if commit else fallback
     except (OSError, subprocess.SubprocessError):
         return fallback
 
@@ -112,11 +114,10 @@ class RunDir:
         self.metrics_path = self.path / "metrics.jsonl"
         self.final_path = self.path / "final.json"
         self.opened = time.monotonic()
-        self.resume = resume
+        self.saved = read_config(self.path, backend) if resume else None  # the config of the run to continue
         if resume:
-            saved = read_config(self.path, backend)
-            differ = {k: (saved["recipe"].get(k), v) for k, v in recipe.to_dict().items()
-                      if saved["recipe"].get(k) != v}
+            differ = {k: (self.saved["recipe"].get(k), v) for k, v in recipe.to_dict().items()
+                      if self.saved["recipe"].get(k) != v}
             if differ:
                 raise RunDirError(f"--resume: the flags give a different recipe from the saved run's "
                                   f"(saved, given): {differ}. Leave them out: --resume takes the recipe from "
@@ -138,8 +139,8 @@ class RunDir:
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         slice_ = {k: config[k] for k in ("command", "git", "versions", "hardware", "options")}
         slice_.update(started=config["created"], from_step=start_step)
-        if self.resume:
-            original = json.loads(self.config_path.read_text())
+        if self.saved is not None:
+            original = self.saved
             slices = original.setdefault("slices", [])
             if not slices:  # a run started before slices were recorded: its first slice from what was saved
                 first = {k: original.get(k) for k in ("command", "git", "versions", "hardware", "options")}
@@ -154,9 +155,9 @@ class RunDir:
 
     def check_data(self, data_info: dict) -> None:
         """On --resume: RunDirError unless the data are those the run started on (content, split, epoch)."""
-        if not self.resume:
+        if self.saved is None:
             return
-        saved = json.loads(self.config_path.read_text()).get("data", {})
+        saved = self.saved.get("data", {})
         differ = [k for k in DATA_IDENTITY if k in saved and k in data_info and saved[k] != data_info[k]]
         if differ:
             raise RunDirError(f"--resume: the data differ from the run's ({', '.join(differ)}: saved {saved[differ[0]]}, "

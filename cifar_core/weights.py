@@ -26,6 +26,12 @@ class WeightsError(ValueError):
     pass
 
 
+def first_line(error: BaseException) -> str:
+    """An exception as one line, for an error message that quotes it."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def layer_shapes(depth: int) -> dict:
     """Every tensor of the neutral format for ResNet-`depth`, name -> shape, in network order."""
     if depth < 8 or (depth - 2) % 6:
@@ -97,7 +103,7 @@ def load(path) -> tuple[dict, int]:
     try:
         tensors = load_file(str(path))
     except Exception as error:
-        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
+        raise WeightsError(f"{path}: not a readable safetensors file ({first_line(error)})") from None
     depth = depth_of(tensors)
     check(tensors, depth, str(path))
     return tensors, depth
@@ -106,3 +112,59 @@ def load(path) -> tuple[dict, int]:
 def metadata(path) -> dict:
     with safe_open(str(path), "np") as f:
         return dict(f.metadata() or {})
+
+
+def check_finite(tensors: dict, source: str = "weights") -> None:
+    bad = [name for name, array in tensors.items() if not np.all(np.isfinite(array))]
+    if bad:
+        raise WeightsError(f"{source}: NaN or Inf in {len(bad)} tensors ({', '.join(bad[:3])}, ...); these are the "
+                           "weights of a diverged run, not usable ones.")
+
+
+def kind_of(head: bytes) -> str | None:
+    """The format of a file from its first bytes: "safetensors", "torch" (torch.save's zip), "msgpack" (a
+    Flax/JAX checkpoint: a map), "pickle" (never read: unpickling can run code), or None."""
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "safetensors"
+    if head.startswith(b"PK\x03\x04"):
+        return "torch"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if head[:1] and (0x81 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF)):
+        return "msgpack"
+    return None
+
+
+def read_any(path) -> tuple[dict, int, dict]:
+    """(neutral tensors, depth, metadata) of any weights file the project writes, recognised by its content:
+    neutral safetensors, a PyTorch training checkpoint or state_dict (torch.load with weights_only=True), a JAX
+    training checkpoint or Flax variables (msgpack). Reading none of them can run code. The framework whose
+    checkpoint it is gets imported for it alone; this module itself needs NumPy only. Checked: names, shapes
+    (the depth follows from them), finite values. Anything else is a one-line WeightsError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    kind = kind_of(head)
+    if kind == "safetensors":
+        tensors, meta = load(path)[0], metadata(path)
+    elif kind == "torch":
+        from torch_impl.checkpoint import read_neutral
+        tensors, meta = read_neutral(path)
+    elif kind == "msgpack":
+        from jax_impl.checkpoint import read_neutral
+        tensors, meta = read_neutral(path)
+    elif kind == "pickle":
+        raise WeightsError(f"{path}: a bare pickle, not read (unpickling can run code); give a .safetensors file, "
+                           "a torch.save checkpoint or a JAX .msgpack checkpoint.")
+    else:
+        what = "an empty file" if not head else f"a file starting {head[:8]!r}"
+        raise WeightsError(f"{path}: {what}, not weights this project reads; give a .safetensors file, a "
+                           "PyTorch checkpoint (last.pt) or a JAX checkpoint (last.msgpack).")
+    depth = depth_of(tensors)
+    if depth < 8:
+        raise WeightsError(f"{path}: not ResNet-(6n+2) weights (no layer1 blocks; names: {sorted(tensors)[:4]}).")
+    check(tensors, depth, str(path))
+    check_finite(tensors, str(path))
+    return tensors, depth, meta

@@ -38,9 +38,22 @@ def save(path, state, step: int, plan_position: dict, tracker_state: dict, recip
             os.remove(tmp)
 
 
+def _restore(path) -> dict:
+    """A msgpack file's contents (msgpack carries data only: nothing in it can run); WeightsError if unreadable."""
+    try:
+        payload = serialization.msgpack_restore(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # msgpack raises ExtraData, ValueError, ... by what is wrong
+        raise weights.WeightsError(f"{path}: not a readable JAX checkpoint ({weights.first_line(error)}).") from None
+    if not isinstance(payload, dict):
+        raise weights.WeightsError(f"{path}: holds a {type(payload).__name__}, not a JAX checkpoint.")
+    return payload
+
+
 def load(path, state):
     """Return (state restored into the structure of `state`, the checkpoint's payload)."""
-    payload = serialization.msgpack_restore(Path(path).read_bytes())
+    payload = _restore(path)
     restored = serialization.from_state_dict(_to_host(state), payload["state"])
     tracker = {k: payload["tracker"].get(k) for k in ("best_val_error", "best_val_step", "best_val_test_error",
                                                        "train_time", "wall_time", "checkpoint_step")}
@@ -101,16 +114,20 @@ def export_neutral(path, variables: dict, depth: int, metadata: dict | None = No
     weights.save(path, to_neutral(_to_host(variables)), depth, metadata)
 
 
-def load_any(path) -> tuple[dict, int, dict]:
-    """(variables, depth, metadata) from a neutral .safetensors file or a JAX training checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint or weights file")
-    if path.suffix == ".safetensors":
-        tensors, depth = weights.load(path)
-        return from_neutral(tensors), depth, weights.metadata(path)
-    payload = serialization.msgpack_restore(path.read_bytes())
+def read_neutral(path) -> tuple[dict, dict]:
+    """(neutral tensors, metadata) of a JAX training checkpoint or bare Flax variables; for weights.read_any."""
+    payload = _restore(path)
     state = payload.get("state", payload)  # a training checkpoint, or bare {"params", "batch_stats"}
-    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-    tensors = to_neutral(variables)
-    return variables, weights.depth_of(tensors), {"recipe": payload.get("recipe")}
+    try:
+        tensors = to_neutral({"params": state["params"], "batch_stats": state["batch_stats"]})
+    except (KeyError, TypeError, AttributeError) as error:
+        raise weights.WeightsError(f"{path}: a msgpack file, but not this project's JAX checkpoint or Flax "
+                                   f"variables ({weights.first_line(error)}).") from None
+    return tensors, {"recipe": payload.get("recipe")}
+
+
+def load_any(path) -> tuple[dict, int, dict]:
+    """(variables, depth, metadata) from any weights file weights.read_any reads: either backend's checkpoint
+    or a neutral .safetensors file."""
+    tensors, depth, metadata = weights.read_any(path)
+    return from_neutral(tensors), depth, metadata

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -122,6 +123,8 @@ class ResNet(nn.Module):
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ValueError(f"depth {self.depth} is not 6n+2 (8, 20, 32, 44, 56, 110, ...)")
         n = (self.depth - 2) // 6
+        chex.assert_rank(x, 4)
+        chex.assert_axis_dimension(x, 3, 3)  # NHWC: a PyTorch-style NCHW batch stops here, not inside a conv
         x = x.astype(self.dtype)
         x = nn.Conv(STAGE_WIDTHS[0], (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=conv_init,
                     dtype=self.dtype, param_dtype=self.dtype, conv_general_dilated=conv_function(self.conv_kernels),

@@ -22,6 +22,7 @@ import os
 import sys
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,6 +75,9 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
 def device_loss(apply_fn, params, batch_stats, images, labels):
     """The per-device program: the global batch's mean loss from this device's slice, with the slice's
     new BN statistics and metrics. Run under shard_map (compile_train_step)."""
+    chex.assert_rank([images, labels], [4, 1])  # NHWC images, integer class labels (not one-hot)
+    chex.assert_equal_shape_prefix([images, labels], 1)
+    chex.assert_type(labels, int)
     logits, updates = apply_fn({"params": params, "batch_stats": batch_stats}, images, train=True,
                                mutable=["batch_stats"])
     local_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()

@@ -45,3 +45,11 @@ def test_activation_shapes_match_per_stage():
     nhwc = {name: tuple(inter[name]["__call__"][0].shape) for name in ("bn1", "layer1_2", "layer2_2", "layer3_2", "fc")}
     assert nhwc == {"bn1": (2, 32, 32, 16), "layer1_2": (2, 32, 32, 16), "layer2_2": (2, 16, 16, 32),
                     "layer3_2": (2, 8, 8, 64), "fc": (2, 10)}
+
+
+def test_jax_model_refuses_a_pytorch_layout_batch():
+    """chex at the model's boundary: an NCHW batch fails with the shape named, before any convolution."""
+    model = ResNet(8)
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)), train=False))
+    with pytest.raises(AssertionError, match="equal to '3' on axis '3' but got '32'"):
+        jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, 3, 32, 32)), train=False), variables)

@@ -224,7 +224,8 @@ def latest_test_error(run: Run) -> str:
 
 
 IN_PROGRESS_COLUMNS = ("Run", "Backend", "Depth", "Iterations", "Train images", "Seed", "Steps done",
-                       "Latest test error (step)", "Wall time so far", "Hardware", "Commit")
+                       "Latest test error (step)", "Wall time so far", "Images/s (median)", "Remaining steps at that rate",
+                       "Hardware", "Commit")
 
 
 def in_progress_row(run: Run, out_dir: Path) -> list:
@@ -233,10 +234,14 @@ def in_progress_row(run: Run, out_dir: Path) -> list:
     n_train = run.config.get("data", {}).get("n_train")
     train_images = "—" if n_train is None else f"{n_train:,}" + (" (train+val)" if recipe.get("full_train") else "")
     wall = max((r.get("wall_time") or 0 for r in run.metrics), default=None)
+    rates = sorted(r["images_per_s"] for r in run.metrics if r.get("kind") == "train" and r.get("images_per_s"))
+    rate = rates[len(rates) // 2] if rates else None
+    remaining = None if not rate else (run.iterations - run.last_step) * recipe.get("batch_size", 128) / rate
     hw, git = slices_hardware_and_commits(run)
     return [f"[{run.name}]({link}/)", run.backend, str(run.depth), schedule_label(run.iterations, recipe.get("milestones")),
             train_images, str(recipe.get("seed", "—")), f"{run.last_step:,} of {run.iterations:,}",
-            latest_test_error(run), duration(wall), hw, git]
+            latest_test_error(run), duration(wall), "—" if rate is None else f"{rate:,.1f}",
+            "—" if remaining is None else f"{duration(remaining)} of training", hw, git]
 
 
 SLICE_COLUMNS = ("Run", "Slice", "Steps", "Started (UTC)", "Wall time", "Ended by", "Hardware", "Commit")
@@ -290,7 +295,9 @@ def readme(runs: list, unfinished: list, skipped: list, figures: list, out_dir: 
     if unfinished:
         parts += ["## In progress", "",
                   "Runs without a final.json: carried forward in slices (`--time-budget`, `--resume`), each committed "
-                  "with its resumable checkpoint. Their errors are those of an unfinished schedule.", "",
+                  "with its resumable checkpoint. Their errors are those of an unfinished schedule; the time the "
+                  "remaining steps take is the median training rate of the run so far applied to them (evaluations "
+                  "and start-ups not included).", "",
                   markdown_table([in_progress_row(r, out_dir) for r in unfinished], IN_PROGRESS_COLUMNS), ""]
     sliced = [r for r in [*runs, *unfinished] if r.config.get("slices") and
               (len(r.slices) > 1 or r.iterations == PAPER_ITERATIONS)]

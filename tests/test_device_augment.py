@@ -1,6 +1,7 @@
 """On-device augmentation (the GPU fast path) equals the NumPy materializer bit for bit, in both backends,
 and a run with --data-on-device trains exactly as one fed from the host."""
 
+import chex
 import numpy as np
 import pytest
 import torch
@@ -47,3 +48,16 @@ def test_edge_offsets_and_flips():
     got_jax = np.asarray(jax_train.augment_on_device(images, offsets, flips))
     np.testing.assert_array_equal(got_torch, expected)
     np.testing.assert_array_equal(got_jax, expected)
+
+
+class TestJaxAugmentJittedAndNot(chex.TestCase):
+    """The JAX augmentation is traced into the training programs: the same pixels jitted as eager."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_random_plan_equals_numpy(self):
+        rng = np.random.default_rng(1)
+        images = rng.normal(size=(32, 32, 32, 3)).astype(np.float32)
+        offsets = rng.integers(0, 2 * plan.PAD + 1, size=(32, 2))
+        flips = rng.random(32) < 0.5
+        got = self.variant(jax_train.augment_on_device)(images, offsets, flips)
+        np.testing.assert_array_equal(np.asarray(got), plan.augment(images, offsets, flips))

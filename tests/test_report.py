@@ -149,6 +149,7 @@ def test_slices_of_a_run_that_spans_machines(tmp_path):
     assert "| torch_impl-resnet32-64k-seed0 | 2 | 30,000 → 64,000 | 2026-01-02 00:00:00 | 8m 20s | finished | " \
            "1× NVIDIA H200 | bbbbbbb |" in readme
     assert "| jax_impl-resnet32-64k-seed0 | 1 | 0 → ? | 2026-01-01 00:00:00 | — | still running, or killed |" in readme
+    assert "| 64,000 of 64,000 | 30.00% (64,000) | 1h 46m | 100.0 | 0m 00s of training |" in readme
     in_progress = readme.split("## In progress", 1)[1].split("## Slices")[0]
     assert "jax_impl-resnet32-64k-seed0" in in_progress and "torch_impl" not in in_progress
     assert list(out.glob("*.png")) == [out / "curves-resnet32-64000it.png"]  # the finished run's figure only

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cifar_core.pipeline
 from cifar_core import synthetic
 from cifar_core.run import read_metrics
 
@@ -144,6 +145,41 @@ def test_time_budget_slices_train_exactly_as_one_run(backend, data_dir, tmp_path
     assert [(s["from_step"], s["to_step"], s["stopped"]) for s in slices] == \
         [(0, 1, "time budget"), (1, 2, "time budget"), (2, 6, "finished")]
     assert all(s["wall_time_s"] > 0 and s["hardware"]["cpu_count"] >= 1 and "commit" in s["git"] for s in slices)
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_a_signal_during_start_up_saves_after_the_first_step(backend, data_dir, tmp_path, monkeypatch, capsys):
+    flags = ("--iterations", "4", "--eval-every", "2")
+    train(backend, data_dir, tmp_path / "whole", *flags)
+    build = cifar_core.pipeline.build
+
+    def build_then_terminate(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # while the data load: before the model, compilation, any step
+        return build(*args, **kwargs)
+    with monkeypatch.context() as patch:
+        patch.setattr(cifar_core.pipeline, "build", build_then_terminate)
+        with pytest.raises(SystemExit) as stopped:
+            train(backend, data_dir, tmp_path / "split", *flags)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert "SIGTERM: saving and stopping after the current step" in capsys.readouterr().err
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")[:1]
+    train(backend, data_dir, tmp_path / "split", "--resume")
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_a_signal_during_the_final_evaluation_lets_the_run_finish(backend, data_dir, tmp_path, monkeypatch):
+    evaluate = TRAINERS[backend].evaluate
+
+    def terminate_then_evaluate(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return evaluate(*args, **kwargs)
+    monkeypatch.setattr(TRAINERS[backend], "evaluate", terminate_then_evaluate)
+    final = train(backend, data_dir, tmp_path / "run", "--iterations", "3", "--eval-every", "10")
+    assert final["steps_completed"] == 3 and (tmp_path / "run" / "final.json").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "final.safetensors").is_file()
+    slices = json.loads((tmp_path / "run" / "config.json").read_text())["slices"]
+    assert [(s["from_step"], s["to_step"], s["stopped"]) for s in slices] == [(0, 3, "finished")]
 
 
 @pytest.mark.parametrize("backend", TRAINERS)

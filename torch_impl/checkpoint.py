@@ -8,6 +8,7 @@ renamed, so a crash mid-write leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -44,8 +45,12 @@ def read(path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by what is wrong
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except pickle.UnpicklingError:  # weights_only refused an object (its message suggests loading unsafely)
+        raise weights.WeightsError(f"{path}: not a PyTorch checkpoint that can be read safely: it holds Python "
+                                   "objects besides tensors and plain data, and loading them could run code; give a "
+                                   "last.pt written by torch_impl.train or a .safetensors file.") from None
+    except Exception as error:  # RuntimeError, EOFError, ... by what is wrong
+        reason = weights.first_line(error)
         raise weights.WeightsError(f"{path}: not a PyTorch checkpoint that can be read safely ({reason}); "
                                    "give a last.pt written by torch_impl.train or a .safetensors file.") from None
     if not isinstance(state, dict):
@@ -78,7 +83,7 @@ def from_neutral(model: torch.nn.Module, tensors: dict) -> torch.nn.Module:
     weights.check(tensors, model.depth)
     state = model.state_dict()
     for name, array in tensors.items():
-        state[name] = torch.from_numpy(np.asarray(array)).to(state[name].dtype)
+        state[name] = torch.from_numpy(np.array(array)).to(state[name].dtype)  # a copy: msgpack gives read-only arrays
     model.load_state_dict(state)
     return model
 
@@ -87,19 +92,20 @@ def export_neutral(path, model, metadata: dict | None = None) -> None:
     weights.save(path, to_neutral(model), unwrap(model).depth, metadata)
 
 
-def load_any(path, device="cpu") -> torch.nn.Module:
-    """A model (eval mode) from a neutral .safetensors file or a torch training checkpoint."""
+def read_neutral(path) -> tuple[dict, dict]:
+    """(neutral tensors, metadata) of a torch training checkpoint or bare state_dict; for weights.read_any."""
+    state = read(path)
+    state_dict = state.get("model", state)
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise weights.WeightsError(f"{path}: a PyTorch file, but neither a checkpoint nor a state_dict of tensors.")
+    tensors = {k: v.numpy() for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+    return tensors, {"recipe": state.get("recipe")}
+
+
+def load_any(path, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode, metadata) from any weights file weights.read_any reads: either backend's
+    checkpoint or a neutral .safetensors file."""
     from .model import resnet
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint or weights file")
-    if path.suffix == ".safetensors":
-        tensors, depth = weights.load(path)
-        model = from_neutral(resnet(depth), tensors)
-    else:
-        state = read(path)
-        state = state.get("model", state)  # a training checkpoint, or a bare state_dict
-        tensors = {k: v.numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")}
-        model = from_neutral(resnet(weights.depth_of(tensors)), tensors)
-    return model.to(device).eval()
+    tensors, depth, metadata = weights.read_any(path)
+    return from_neutral(resnet(depth), tensors).to(device).eval(), metadata

@@ -1,4 +1,4 @@
-"""python -m torch_impl.evaluate --checkpoint C: test error of a torch checkpoint or a neutral weights file."""
+"""python -m torch_impl.evaluate --checkpoint C: test error of either backend's checkpoint or a neutral weights file."""
 
 from __future__ import annotations
 
@@ -14,18 +14,12 @@ from . import checkpoint
 from .train import evaluate
 
 
-def saved_metadata(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        return weights.metadata(path)
-    return {"recipe": checkpoint.read(path).get("recipe")}
-
-
 def main(argv=None) -> float:
     args = evaluation.build_parser("torch_impl").parse_args(argv)
     path = Path(args.checkpoint)
     try:
-        model = checkpoint.load_any(path)
-        images, labels = evaluation.test_set(evaluation.recipe_of(saved_metadata(path)), args.data_dir)
+        model, metadata = checkpoint.load_any(path)
+        images, labels = evaluation.test_set(evaluation.recipe_of(metadata), args.data_dir)
     except (FileNotFoundError, DataError, weights.WeightsError) as error:
         sys.exit(f"error: {error}")
     error = evaluate(model, images, labels, args.batch_size, torch.device("cpu"))

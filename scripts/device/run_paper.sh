@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The last device call: assemble CIFAR-10 from the stashed parts, train BOTH backends with the paper's
-# schedule at the same time on the one GPU, stop them gracefully before the call's limit, and pack the runs.
+# schedule (Table 6's protocol: all 50k training images, 64k iterations, test error every 1,000) at the same
+# time on the one GPU, continuing the run directories committed under results/runs/ when there are any, stop
+# them cleanly before the call's limit (--time-budget), and pack the runs.
 #
 #   bash scripts/device/run_paper.sh      # carry build/device/cifar10.part3of3 and build/device/manifest.json
 #
 # What comes back in $OUT (6 files, the tool returns at most 8):
-#   torch_impl-run.tar.gz, jax_impl-run.tar.gz   the run directories (config.json, metrics.jsonl, final.json,
-#                                                train.log, checkpoints/best+final.safetensors; also
+#   <backend>-<RUN_TAG>.tar.gz (both backends)   the run directories (config.json, metrics.jsonl, final.json,
+#                                                train.log, checkpoints/final.safetensors; also
 #                                                checkpoints/last.* when the run did not finish, to resume)
 #   torch_impl.log, jax_impl.log                 each trainer's output
 #   run_paper.log                                this script's whole transcript (assembly included)
@@ -21,7 +23,10 @@
 #   EXTRA_FLAGS          more flags for both trainers (rehearsal: "--depth 8 --eval-every 10")
 #   TORCH_FLAGS, JAX_FLAGS   flags for one trainer only
 #   BACKENDS ["torch_impl jax_impl"]
-#   RESUME_FROM          folder holding <backend>-run.tar.gz from an earlier call: continue those runs (--resume)
+#   SEED [0]; RUN_TAG [resnet32-64k-seed$SEED]: the runs are <backend>-$RUN_TAG
+#   RUNS_FROM [results/runs]  where the checkout holds runs to continue: a <backend>-$RUN_TAG/ there with
+#                        checkpoints/last.* is resumed (--resume: recipe from its config.json), one with
+#                        final.json is left alone, a missing one starts fresh
 #   STASH_DIR [/root/cifar-stash]; DATA_DIR [$STASH_DIR/data]; RUNS_DIR [$STASH_DIR/runs]
 #   RESNET_CIFAR_CACHE [$STASH_DIR/cache]; PYTHON [python3]
 #   XLA_PYTHON_CLIENT_MEM_FRACTION [0.45]  (XLA_PYTHON_CLIENT_PREALLOCATE is set to false: JAX and PyTorch share)
@@ -41,7 +46,9 @@ EXTRA_FLAGS=${EXTRA_FLAGS:-}
 TORCH_FLAGS=${TORCH_FLAGS:-}
 JAX_FLAGS=${JAX_FLAGS:-}
 BACKENDS=${BACKENDS:-torch_impl jax_impl}
-RESUME_FROM=${RESUME_FROM:-}
+SEED=${SEED:-0}
+RUN_TAG=${RUN_TAG:-resnet32-64k-seed$SEED}
+RUNS_FROM=${RUNS_FROM:-results/runs}
 STASH_DIR=${STASH_DIR:-/root/cifar-stash}
 DATA_DIR=${DATA_DIR:-$STASH_DIR/data}
 RUNS_DIR=${RUNS_DIR:-$STASH_DIR/runs}
@@ -88,7 +95,7 @@ EOF
 
 main() {
     log "start on $(hostname); ITERATIONS=$ITERATIONS BUDGET_S=$BUDGET_S RESERVE_S=$RESERVE_S backends: $BACKENDS"
-    log "EXTRA_FLAGS='$EXTRA_FLAGS' TORCH_FLAGS='$TORCH_FLAGS' JAX_FLAGS='$JAX_FLAGS' RESUME_FROM='$RESUME_FROM'"
+    log "EXTRA_FLAGS='$EXTRA_FLAGS' TORCH_FLAGS='$TORCH_FLAGS' JAX_FLAGS='$JAX_FLAGS' RUNS_FROM='$RUNS_FROM' RUN_TAG='$RUN_TAG'"
     local gpu="none"
     if command -v nvidia-smi >/dev/null; then gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); fi
     { echo "# gpu: $gpu"; gpu_snapshot "start"; } > "$OUT/nvidia-smi.txt" 2>&1
@@ -103,23 +110,23 @@ main() {
     fi
 
     # ------------------------------------------------------------------ run directories
-    local b run
-    declare -A resume_flag=() skip=()
+    local b run carried
+    declare -A start_flags=() skip=()
     for b in $BACKENDS; do
-        run="$RUNS_DIR/$b-run"
-        resume_flag[$b]=""
-        if [[ -n "$RESUME_FROM" && -f "$RESUME_FROM/$b-run.tar.gz" ]]; then
-            rm -rf "$run"
-            tar -C "$RUNS_DIR" -xzf "$RESUME_FROM/$b-run.tar.gz" || { log "FAILED: cannot unpack $RESUME_FROM/$b-run.tar.gz"; return 4; }
-            if [[ -f "$run/final.json" ]]; then
-                skip[$b]=1; log "$b: the carried run had finished already; not training it again"
-            elif compgen -G "$run/checkpoints/last.*" >/dev/null; then
-                resume_flag[$b]="--resume"; log "$b: resuming $run from its checkpoint"
-            else
-                log "FAILED: $RESUME_FROM/$b-run.tar.gz holds no checkpoints/last.*; cannot resume"; return 4
-            fi
-        elif [[ -e "$run" ]]; then
-            mv "$run" "$run.old-$(date +%s)"; log "$b: an earlier run directory was moved aside"
+        run="$RUNS_DIR/$b-$RUN_TAG"
+        carried="$RUNS_FROM/$b-$RUN_TAG"
+        rm -rf "$run"
+        if [[ -f "$carried/final.json" ]]; then
+            skip[$b]=1; log "$b: $carried has finished already; not training it again"
+        elif [[ -f "$carried/config.json" ]] && compgen -G "$carried/checkpoints/last.*" >/dev/null; then
+            cp -a "$carried" "$run" || { log "FAILED: cannot copy $carried"; return 4; }
+            start_flags[$b]="--resume"
+            log "$b: continuing $carried from its checkpoint (step $("$PY" -c 'import json,sys; print(max(json.loads(l)["step"] for l in open(sys.argv[1]) if l.strip()))' "$run/metrics.jsonl" 2>/dev/null || echo "?"))"
+        elif [[ -e "$carried" ]]; then
+            log "FAILED: $carried holds no config.json and checkpoints/last.*; cannot continue it"; return 4
+        else
+            start_flags[$b]="--preset paper --depth 32 --iterations $ITERATIONS --full-train --eval-every 1000 --seed $SEED"
+            log "$b: starting $b-$RUN_TAG"
         fi
     done
 
@@ -143,18 +150,19 @@ main() {
         ( while sleep 3600; do :; done ) >/dev/null 2>&1 &
     fi
     local sampler=$!
-    log "training for at most ${train_s}s (then SIGTERM; SIGKILL ${KILL_AFTER_S}s later)"
+    log "training for at most ${train_s}s (--time-budget; a trainer still running later gets SIGTERM, then SIGKILL)"
     local -a waits=()
     for b in $BACKENDS; do
         rm -f "$RUNS_DIR/$b.rc"
         [[ -n "${skip[$b]:-}" ]] && { echo 0 > "$RUNS_DIR/$b.rc"; continue; }
-        run="$RUNS_DIR/$b-run"
+        run="$RUNS_DIR/$b-$RUN_TAG"
         # shellcheck disable=SC2086  # the flag variables are word lists on purpose
-        set -- "$PY" -m "$b.train" --preset paper --depth 32 --iterations "$ITERATIONS" --data-dir "$DATA_DIR" \
-            --run-dir "$run" --no-progress ${resume_flag[$b]} $EXTRA_FLAGS $(flags_for "$b")
+        set -- "$PY" -m "$b.train" ${start_flags[$b]} --data-dir "$DATA_DIR" --run-dir "$run" --no-progress \
+            --time-budget "$train_s" $EXTRA_FLAGS $(flags_for "$b")
         {
             echo "\$ $*"
-            timeout -s TERM -k "$KILL_AFTER_S" "$train_s" "$@" 2>&1
+            # --time-budget stops the trainer cleanly; the timeout is the safety net behind it.
+            timeout -s TERM -k "$KILL_AFTER_S" "$(( train_s + RESERVE_S / 2 ))" "$@" 2>&1
             echo $? > "$RUNS_DIR/$b.rc"
         } 2>&1 | tee -a "$OUT/$b.log" | sed -u "s/^/[$b] /" &
         waits+=($!)
@@ -164,38 +172,41 @@ main() {
     for pid in "${waits[@]}"; do wait "$pid"; done
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
     log "trainers done"
-
-    # ------------------------------------------------------------------ packing
-    local status=0 rc finished
-    for b in $BACKENDS; do
-        run="$RUNS_DIR/$b-run"
-        rc=$(cat "$RUNS_DIR/$b.rc" 2>/dev/null || echo "?")
-        finished=no; [[ -f "$run/final.json" ]] && finished=yes
-        case "$rc:$finished" in
-            0:yes) log "$b: finished all $ITERATIONS iterations" ;;
-            124:no) if compgen -G "$run/checkpoints/last.*" >/dev/null; then
-                        log "$b: stopped by the time limit (SIGTERM); resumable checkpoint kept"
-                    else
-                        log "$b: stopped by the time limit before its first checkpoint"; status=6
-                    fi ;;
-            *) log "$b: FAILED (exit status $rc, final.json: $finished)"; status=6 ;;
-        esac
-        [[ -d "$run" ]] || { log "$b: no run directory"; status=6; continue; }
-        { echo "===== $(date -u +%Y-%m-%dT%H:%M:%SZ) on $gpu, exit status $rc ====="; cat "$OUT/$b.log" 2>/dev/null; } >> "$run/train.log"
-        local -a exclude=()
-        if [[ $finished == yes ]]; then
-            exclude=(--exclude "$b-run/checkpoints/last.*")
-        fi
-        tar -C "$RUNS_DIR" -czf "$OUT/$b-run.tar.gz" "${exclude[@]}" "$b-run"
-        log "$b: packed $(du -h "$OUT/$b-run.tar.gz" | cut -f1) ($( [[ $finished == yes ]] && echo "without" || echo "with") checkpoints/last.*)"
-        summarize "$run"
-    done
     {
         [[ -f "$RUNS_DIR/gpu-mid.txt" ]] && cat "$RUNS_DIR/gpu-mid.txt"
         gpu_snapshot "end"
         echo "===== samples every 20 s: timestamp, utilization.gpu, memory.used, memory.total, power.draw ====="
         cat "$sampler_log"
     } >> "$OUT/nvidia-smi.txt" 2>&1
+
+    # ------------------------------------------------------------------ packing
+    local status=0 rc finished
+    for b in $BACKENDS; do
+        [[ -n "${skip[$b]:-}" ]] && continue
+        run="$RUNS_DIR/$b-$RUN_TAG"
+        rc=$(cat "$RUNS_DIR/$b.rc" 2>/dev/null || echo "?")
+        finished=no; [[ -f "$run/final.json" ]] && finished=yes
+        case "$rc:$finished" in
+            0:yes) log "$b: finished all its iterations" ;;
+            75:no|124:no|143:no)
+                if compgen -G "$run/checkpoints/last.*" >/dev/null; then
+                    log "$b: stopped by the time limit (exit $rc); resumable checkpoint kept"
+                else
+                    log "$b: stopped by the time limit before its first checkpoint"; status=6
+                fi ;;
+            *) log "$b: FAILED (exit status $rc, final.json: $finished)"; status=6 ;;
+        esac
+        [[ -d "$run" ]] || { log "$b: no run directory"; status=6; continue; }
+        { echo "===== slice on $gpu, $(date -u +%Y-%m-%dT%H:%M:%SZ), exit status $rc ====="; cat "$OUT/$b.log" 2>/dev/null; } >> "$run/train.log"
+        cp "$OUT/nvidia-smi.txt" "$run/nvidia-smi-$(date -u +%Y%m%dT%H%M%SZ).txt" 2>/dev/null
+        local -a exclude=()
+        if [[ $finished == yes ]]; then
+            exclude=(--exclude "$b-$RUN_TAG/checkpoints/last.*")
+        fi
+        tar -C "$RUNS_DIR" -czf "$OUT/$b-$RUN_TAG.tar.gz" "${exclude[@]}" "$b-$RUN_TAG"
+        log "$b: packed $(du -h "$OUT/$b-$RUN_TAG.tar.gz" | cut -f1) ($( [[ $finished == yes ]] && echo "without" || echo "with") checkpoints/last.*)"
+        summarize "$run"
+    done
     log "files in \$OUT:"; ls -l "$OUT"
     log "done, exit status $status"
     return $status

@@ -1,0 +1,34 @@
+"""Which committed weights `pretrained=True` means, for torch.hub (hubconf.py) and its JAX twin (jax_impl/hub.py):
+the final weights of a finished run of that depth under results/runs/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .weights import WeightsError
+
+RUNS_DIR = Path(__file__).resolve().parent.parent / "results" / "runs"
+
+
+def pretrained_weights(depth: int, runs_dir=RUNS_DIR) -> Path:
+    """checkpoints/final.safetensors of the finished ResNet-`depth` run with the longest schedule (the paper's 64k
+    once there is one), trained on the most images; among equals the lowest final test error, then the name."""
+    candidates, depths = [], set()
+    for final_path in sorted(Path(runs_dir).glob("*/final.json")):
+        weights = final_path.parent / "checkpoints" / "final.safetensors"
+        try:
+            final = json.loads(final_path.read_text())
+        except ValueError:
+            continue
+        if not weights.is_file() or final.get("steps_completed") != final.get("iterations"):
+            continue
+        depths.add(final.get("depth"))
+        if final.get("depth") == depth:
+            rank = (-final["iterations"], -final.get("n_train_images", 0), final["final_test_error"], final_path.parent.name)
+            candidates.append((rank, weights))
+    if not candidates:
+        have = ", ".join(f"ResNet-{d}" for d in sorted(d for d in depths if d)) or "none"
+        raise WeightsError(f"no finished ResNet-{depth} run with weights under {runs_dir} (pretrained: {have}); "
+                           "use pretrained=False for a freshly initialised network.")
+    return min(candidates)[1]

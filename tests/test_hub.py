@@ -1,0 +1,76 @@
+"""torch.hub entry points (hubconf.py, loaded as torch.hub does: source="local", no network) and their JAX twin
+(jax_impl.hub) give the committed weights, the same in both frameworks; which run's weights they pick."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cifar_core import weights
+from cifar_core.pretrained import pretrained_weights
+from jax_impl import checkpoint as jax_checkpoint
+from jax_impl.hub import resnet as jax_resnet
+from torch_impl import checkpoint as torch_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def hub_load(name, **kwargs):
+    return torch.hub.load(str(ROOT), name, source="local", **kwargs)
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
+def test_an_entry_point_for_every_paper_depth(depth):
+    assert hub_load(f"resnet{depth}").depth == depth
+
+
+def test_torch_hub_pretrained_resnet32_is_the_committed_weights_and_equals_the_jax_twin():
+    model = hub_load("resnet32", pretrained=True)
+    assert not model.training and sum(p.numel() for p in model.parameters()) == 464_154
+    expected, depth = weights.load(pretrained_weights(32))
+    loaded = torch_checkpoint.to_neutral(model)
+    assert depth == 32 and set(loaded) == set(expected)
+    for name in expected:
+        np.testing.assert_array_equal(loaded[name], expected[name])
+    jax_model, variables = jax_resnet(32, pretrained=True)
+    assert jax_model.depth == 32
+    for name, array in jax_checkpoint.to_neutral(variables).items():
+        np.testing.assert_array_equal(array, expected[name])
+
+
+def test_fresh_networks_are_he_initialised_of_any_depth():
+    model = hub_load("resnet", depth=20)
+    assert not model.training and sum(p.numel() for p in model.parameters()) == weights.parameter_count(20)
+    conv = model.layer3[0].conv2.weight  # He normal, fan_out: std sqrt(2 / (64 * 9))
+    assert conv.std().item() == pytest.approx(np.sqrt(2 / (64 * 9)), rel=0.05)
+    _, variables = jax_resnet(20)
+    assert set(jax_checkpoint.to_neutral(variables)) == set(weights.layer_shapes(20))
+
+
+def test_a_depth_without_weights_is_a_clear_error():
+    with pytest.raises(weights.WeightsError, match="ResNet-1202.*pretrained=False"):
+        hub_load("resnet", depth=1202, pretrained=True)
+
+
+def test_pretrained_prefers_the_longest_finished_schedule(tmp_path):
+    def run(name, iterations, error, steps=None, n_train=45_000):
+        folder = tmp_path / name / "checkpoints"
+        folder.mkdir(parents=True)
+        (folder / "final.safetensors").write_bytes(b"")
+        (tmp_path / name / "final.json").write_text(json.dumps(
+            {"depth": 32, "iterations": iterations, "steps_completed": steps or iterations,
+             "final_test_error": error, "n_train_images": n_train}))
+    run("a-2000it", 2000, 0.24)
+    run("b-2000it", 2000, 0.26)
+    assert pretrained_weights(32, tmp_path).parent.parent.name == "a-2000it"
+    run("c-64k-unfinished", 64000, 0.30, steps=5000)
+    assert pretrained_weights(32, tmp_path).parent.parent.name == "a-2000it"
+    run("d-64k", 64000, 0.078, n_train=50_000)
+    run("e-64k", 64000, 0.075, n_train=50_000)
+    assert pretrained_weights(32, tmp_path).parent.parent.name == "e-64k"
+    with pytest.raises(weights.WeightsError, match="pretrained: ResNet-32"):
+        pretrained_weights(56, tmp_path)

@@ -1,0 +1,141 @@
+"""Every weights file a user hands in — to either evaluate, scripts/convert.py or a trainer's --resume — is read
+without running code from it: either backend's checkpoint and the neutral format work in every entry point, and
+anything else (empty, random bytes, a pickle that would run code, truncated, NaN weights, another depth) is one
+line naming the file, with nothing already written changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cifar_core import synthetic, weights
+
+import jax_impl.evaluate
+import jax_impl.train
+import torch_impl.evaluate
+import torch_impl.train
+from torch_impl.model import resnet
+from torch_impl import checkpoint as torch_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
+TRAINERS = {"torch_impl": torch_impl.train, "jax_impl": jax_impl.train}
+EVALUATES = {"torch_impl": torch_impl.evaluate, "jax_impl": jax_impl.evaluate}
+CHECKPOINT = {"torch_impl": "last.pt", "jax_impl": "last.msgpack"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A finished tiny run of each backend on a synthetic CIFAR-10: {backend: run dir}, and the data dir."""
+    root = tmp_path_factory.mktemp("runs")
+    synthetic.write_archive(root / "data", train_per_batch=40, test_size=40)
+    for backend, trainer in TRAINERS.items():
+        trainer.main(["--depth", "8", "--batch-size", "16", "--iterations", "4", "--no-progress",
+                      "--data-dir", str(root / "data"), "--run-dir", str(root / backend)])
+    return {b: root / b for b in TRAINERS}, str(root / "data")
+
+
+@pytest.mark.parametrize("reader", EVALUATES)
+@pytest.mark.parametrize("writer", TRAINERS)
+def test_evaluate_reads_either_backends_checkpoint(runs, reader, writer, capsys):
+    """Cross-framework evaluate gives the test error the writing run recorded, as the same-framework one does."""
+    run_dirs, data_dir = runs
+    final = json.loads((run_dirs[writer] / "final.json").read_text())
+    for name in (CHECKPOINT[writer], "final.safetensors"):
+        path = run_dirs[writer] / "checkpoints" / name
+        error = EVALUATES[reader].main(["--checkpoint", str(path), "--data-dir", data_dir])
+        assert error == final["final_test_error"], (name, reader)
+        assert f"{path}: test error" in capsys.readouterr().out
+
+
+class RunsCode:
+    """Unpickling this would delete a file."""
+
+    def __init__(self, victim):
+        self.victim = str(victim)
+
+    def __reduce__(self):
+        return (os.remove, (self.victim,))
+
+
+def bad_files(folder: Path, victim: Path) -> dict:
+    """name -> (path, words the one-line error must hold)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+
+    def add(name, content, *words):
+        path = folder / name
+        path.write_bytes(content)
+        files[name] = (path, words)
+
+    good = torch_checkpoint.to_neutral(resnet(8))
+    add("empty.pt", b"", "empty file")
+    noise = np.random.default_rng(0).bytes(4096)
+    add("random.bin", noise, "not weights this project reads")
+    add("corrupt.msgpack", b"\x85" + noise, "JAX checkpoint")
+    add("bare.pkl", pickle.dumps(RunsCode(victim)), "pickle", "can run code")
+    torch.save({"model": RunsCode(victim)}, folder / "evil.pt")
+    files["evil.pt"] = (folder / "evil.pt", ("can be read safely",))
+    weights.save(folder / "whole.safetensors", good, 8)
+    add("truncated.safetensors", (folder / "whole.safetensors").read_bytes()[:5000], "safetensors")
+    nan = {k: (np.full_like(v, np.nan) if k == "fc.weight" else v) for k, v in good.items()}
+    weights.save(folder / "nan.safetensors", nan, 8)
+    files["nan.safetensors"] = (folder / "nan.safetensors", ("NaN or Inf", "fc.weight"))
+    torch.save({"model": {"conv1.weight": torch.zeros(2)}}, folder / "other_model.pt")
+    files["other_model.pt"] = (folder / "other_model.pt", ("not ResNet",))
+    return files
+
+
+def assert_one_line_error(code, path: Path, words):
+    message = str(code)
+    assert message.startswith("error: ") and "\n" not in message and "Traceback" not in message, message
+    assert str(path) in message, message
+    for word in words:
+        assert word in message, (word, message)
+
+
+@pytest.mark.parametrize("backend", EVALUATES)
+def test_evaluate_refuses_bad_files_in_one_line_running_nothing(backend, tmp_path):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    for name, (path, words) in bad_files(tmp_path / "files", victim).items():
+        with pytest.raises(SystemExit) as stopped:
+            EVALUATES[backend].main(["--checkpoint", str(path), "--data-dir", str(tmp_path / "unused")])
+        assert_one_line_error(stopped.value.code, path, words)
+    assert victim.read_text() == "keep me"
+
+
+def test_convert_refuses_bad_files_without_a_traceback(tmp_path):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    for name, (path, words) in bad_files(tmp_path / "files", victim).items():
+        out = tmp_path / "out.safetensors"
+        result = subprocess.run([sys.executable, str(ROOT / "scripts" / "convert.py"), str(path), str(out)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0 and not out.exists(), name
+        assert_one_line_error(result.stderr.strip(), path, words)
+    assert victim.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_resume_from_a_damaged_checkpoint_is_one_line_and_changes_nothing(backend, runs, tmp_path):
+    run_dirs, data_dir = runs
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        TRAINERS[backend].main(["--depth", "8", "--batch-size", "16", "--iterations", "6", "--no-progress",
+                                "--data-dir", data_dir, "--run-dir", str(run), "--time-budget", "0"])
+    checkpoint = run / "checkpoints" / CHECKPOINT[backend]
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as stopped:
+        TRAINERS[backend].main(["--resume", "--run-dir", str(run), "--no-progress"])
+    assert_one_line_error(stopped.value.code, checkpoint, ())
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
