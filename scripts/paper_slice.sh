@@ -10,8 +10,8 @@
 # The protocol (He et al. 2015, Table 6): all 50,000 training images (--full-train), 64k iterations, batch 128,
 # lr 0.1 -> 0.01 at 32k -> 0.001 at 48k, seed SEED, float32; test error and a resumable checkpoint every
 # 1,000 iterations. On a machine with at least two cores the two trainers run side by side, each pinned to a
-# core of its own with one thread: on the 2-core box that was ~2x the combined throughput of running them one
-# after the other with two threads each (results/README.md, "Cost"). A finished run is left alone.
+# core of its own with one thread: on the 2-core box that trained the pair 1.15x as fast as one after the
+# other with two threads each (results/benchmark_placement.md). A finished run is left alone.
 #
 # Env: SEED [0], DATA_DIR [unset: the trainers' search, $CIFAR10_DIR, the cache], RUNS [results/runs],
 #      BACKENDS ["torch_impl jax_impl"], PYTHON [python].
