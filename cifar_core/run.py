@@ -180,8 +180,18 @@ class RunDir:
         """On resume: drop records past the checkpoint's step; the resumed run writes them again."""
         if not self.write or not self.metrics_path.is_file():
             return
-        kept = [line for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
+        lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        kept = []
+        for number, line in enumerate(lines, 1):
+            try:
+                record_step = json.loads(line)["step"]
+            except (ValueError, KeyError, TypeError):
+                if number == len(lines):
+                    break  # the last record, cut short by a kill while it was written: the run writes it again
+                raise RunDirError(f"--resume: {self.metrics_path} line {number} is not a metrics record "
+                                  f"({line[:60]!r}); repair or remove that line. Nothing was changed.") from None
+            if record_step <= step:
+                kept.append(line)
         fd, tmp = tempfile.mkstemp(dir=self.path, suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             f.write("".join(line + "\n" for line in kept))

@@ -54,10 +54,29 @@ def _restore(path) -> dict:
 def load(path, state):
     """Return (state restored into the structure of `state`, the checkpoint's payload)."""
     payload = _restore(path)
-    restored = serialization.from_state_dict(_to_host(state), payload["state"])
-    tracker = {k: payload["tracker"].get(k) for k in ("best_val_error", "best_val_step", "best_val_test_error",
-                                                       "train_time", "wall_time", "checkpoint_step")}
+    target = _to_host(state)
+    try:
+        # from_state_dict takes the target's keys and ignores the rest: a deeper network's checkpoint would load.
+        expected = set(traverse_util.flatten_dict(serialization.to_state_dict(target)))
+        found = set(traverse_util.flatten_dict(payload["state"]))
+        if expected != found:
+            extra, missing = sorted(found - expected), sorted(expected - found)
+            raise ValueError(f"{len(extra)} arrays the run's network lacks ({'/'.join(extra[0]) if extra else '-'}, "
+                             f"...), {len(missing)} missing ({'/'.join(missing[0]) if missing else '-'}, ...)")
+        restored = serialization.from_state_dict(target, payload["state"])
+        tracker = {k: payload["tracker"].get(k) for k in ("best_val_error", "best_val_step", "best_val_test_error",
+                                                           "train_time", "wall_time", "checkpoint_step")}
+        # from_state_dict does not compare shapes either.
+        jax.tree.map(lambda a, b: _same_shape(np.shape(a), np.shape(b)), target, restored)
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        raise weights.WeightsError(f"{path}: not a checkpoint of this run's network "
+                                   f"({weights.first_line(error)}).") from None
     return restored, {**payload, "tracker": tracker}
+
+
+def _same_shape(expected: tuple, found: tuple) -> None:
+    if expected != found:
+        raise ValueError(f"an array of shape {found} where the run's network has {expected}")
 
 
 # ----------------------------------------------------------------------------------- neutral weights

@@ -14,7 +14,8 @@
 # other with two threads each (results/benchmark_placement.md). A finished run is left alone.
 #
 # Env: SEED [0], DATA_DIR [unset: the trainers' search, $CIFAR10_DIR, the cache], RUNS [results/runs],
-#      BACKENDS ["torch_impl jax_impl"], PYTHON [python].
+#      BACKENDS ["torch_impl jax_impl"], PYTHON [.venv/bin/python if there is one, else python],
+#      START_FLAGS [none]: flags added when a run starts, after the protocol's (the tests' tiny schedule).
 # Exit status: 0 when every run finished, 75 when at least one stopped resumable and none failed, else 1.
 set -uo pipefail
 
@@ -22,8 +23,8 @@ BUDGET=${1:?usage: scripts/paper_slice.sh BUDGET   (e.g. 2h20m, 90m, 5400)}
 SEED=${SEED:-0}
 RUNS=${RUNS:-results/runs}
 BACKENDS=${BACKENDS:-torch_impl jax_impl}
-PY=${PYTHON:-python}
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
 export PYTHONUNBUFFERED=1
 
 cores=$(nproc)
@@ -41,6 +42,8 @@ for backend in $BACKENDS; do
     else
         flags=(--preset paper --depth 32 --iterations 64000 --full-train --seed "$SEED" --eval-every 1000
                --run-dir "$run")
+        # shellcheck disable=SC2206  # a word list on purpose
+        [ -n "${START_FLAGS:-}" ] && flags+=($START_FLAGS)
     fi
     [ -n "${DATA_DIR:-}" ] && flags+=(--data-dir "$DATA_DIR")
     pin=()

@@ -6,7 +6,8 @@ per comparison group (same depth and iterations, both backends overlaid).
 Reads every run directory under --runs (config.json, metrics.jsonl, final.json; see cifar_core/run.py), writes
 --out/README.md and --out/curves-resnet<depth>-<iterations>it.png, and prints what it wrote. A run without
 final.json (unfinished, or still running) is listed under "In progress" with the step it reached and its latest
-test error, never in the results table or the figures. Each run's slices (the processes that trained it: a
+test error, with its curves so far in --out/progress-curves-resnet<depth>-<iterations>it.png, never in the
+results table or the results' figures. Each run's slices (the processes that trained it: a
 first start and every --resume, with their hardware, commit and wall time) are listed too. The output depends
 only on the run directories, so running it again on the same runs gives the same README.
 """
@@ -269,7 +270,8 @@ def figure_name(depth: int, iterations: int) -> str:
     return f"curves-resnet{depth}-{iterations}it.png"
 
 
-def readme(runs: list, unfinished: list, skipped: list, figures: list, out_dir: Path, runs_dir: Path) -> str:
+def readme(runs: list, unfinished: list, skipped: list, figures: list, out_dir: Path, runs_dir: Path,
+           progress: list = ()) -> str:
     runs_link = Path(os.path.relpath(runs_dir, out_dir)).as_posix()
     parts = [
         "# Results: CIFAR-10 ResNets, PyTorch and JAX, beside He et al. 2015",
@@ -299,6 +301,8 @@ def readme(runs: list, unfinished: list, skipped: list, figures: list, out_dir: 
                   "remaining steps take is the median training rate of the run so far applied to them (evaluations "
                   "and start-ups not included).", "",
                   markdown_table([in_progress_row(r, out_dir) for r in unfinished], IN_PROGRESS_COLUMNS), ""]
+        for title, name in progress:
+            parts += [f"![{title}]({name})", ""]
     sliced = [r for r in [*runs, *unfinished] if r.config.get("slices") and
               (len(r.slices) > 1 or r.iterations == PAPER_ITERATIONS)]
     if sliced:
@@ -327,13 +331,15 @@ def readme(runs: list, unfinished: list, skipped: list, figures: list, out_dir: 
 # ---------------------------------------------------------------- figures
 
 
-def plot_group(runs: list, path: Path) -> str:
+def plot_group(runs: list, path: Path, in_progress: bool = False) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     depth, iterations = runs[0].group
     title = f"ResNet-{depth} on CIFAR-10, {schedule_title(iterations)}"
+    if in_progress:
+        title += f", in progress (to step {max(r.last_step for r in runs):,})"
     per_backend = Counter(r.backend for r in runs)
     extra = iter(OTHER_COLOURS)
     colours = {}
@@ -410,8 +416,16 @@ def main(argv=None) -> int:
         path = out_dir / figure_name(depth, iterations)
         figures.append((plot_group(members, path), path.name))
         print(f"wrote {path}")
+    progress_groups: dict = {}
+    for run in unfinished:
+        progress_groups.setdefault(run.group, []).append(run)
+    progress = []
+    for (depth, iterations), members in sorted(progress_groups.items()):
+        path = out_dir / f"progress-{figure_name(depth, iterations)}"
+        progress.append((plot_group(members, path, in_progress=True), path.name))
+        print(f"wrote {path}")
     readme_path = out_dir / "README.md"
-    readme_path.write_text(readme(runs, unfinished, skipped, figures, out_dir, runs_dir))
+    readme_path.write_text(readme(runs, unfinished, skipped, figures, out_dir, runs_dir, progress))
     project_readme = Path(args.project_readme) if args.project_readme else out_dir.resolve().parent / "README.md"
     if project_readme.is_file() and START in project_readme.read_text():
         update_project_readme(project_readme, runs, figures, out_dir)

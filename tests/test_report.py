@@ -102,7 +102,9 @@ def test_readme_table_and_figure(runs, tmp_path, capsys):
         in in_progress and "| 64,000 of 64,000 | 30.00% (64,000) |" in in_progress
     figure = out / "curves-resnet32-2000it.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list(out.glob("*.png")) == [figure]  # one figure per (depth, iterations) group of finished runs
+    progress = out / "progress-curves-resnet56-64000it.png"  # the unfinished run's curves so far, apart
+    assert sorted(out.glob("*.png")) == sorted([figure, progress])  # one per (depth, iterations) group
+    assert progress.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "(progress-curves-resnet56-64000it.png)" in readme
     assert "(curves-resnet32-2000it.png)" in readme
     printed = capsys.readouterr()
     assert f"wrote {figure}" in printed.out and f"wrote {out / 'README.md'}" in printed.out
@@ -152,7 +154,8 @@ def test_slices_of_a_run_that_spans_machines(tmp_path):
     assert "| 64,000 of 64,000 | 30.00% (64,000) | 1h 46m | 100.0 | 0m 00s of training |" in readme
     in_progress = readme.split("## In progress", 1)[1].split("## Slices")[0]
     assert "jax_impl-resnet32-64k-seed0" in in_progress and "torch_impl" not in in_progress
-    assert list(out.glob("*.png")) == [out / "curves-resnet32-64000it.png"]  # the finished run's figure only
+    assert sorted(p.name for p in out.glob("*.png")) == ["curves-resnet32-64000it.png",  # the finished run
+                                                         "progress-curves-resnet32-64000it.png"]  # the other
 
 
 def test_paper_figures_and_hardware():
@@ -168,4 +171,5 @@ def test_command_line_without_finished_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout and "no final.json" in result.stderr
     readme = (tmp_path / "out" / "README.md").read_text()
-    assert "No finished runs yet." in readme and not list((tmp_path / "out").glob("*.png"))
+    assert "No finished runs yet." in readme
+    assert [p.name for p in (tmp_path / "out").glob("*.png")] == ["progress-curves-resnet20-100it.png"]

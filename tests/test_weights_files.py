@@ -124,18 +124,59 @@ def test_convert_refuses_bad_files_without_a_traceback(tmp_path):
         assert_one_line_error(result.stderr.strip(), path, words)
     assert victim.read_text() == "keep me"
 
+def stopped_run(backend, data_dir, run, depth="8"):
+    """A run stopped by its time budget after one step, with its checkpoint."""
+    with pytest.raises(SystemExit):
+        TRAINERS[backend].main(["--depth", depth, "--batch-size", "16", "--iterations", "6", "--log-every", "1",
+                                "--no-progress", "--data-dir", data_dir, "--run-dir", str(run), "--time-budget", "0"])
+    return run / "checkpoints" / CHECKPOINT[backend]
+
 
 @pytest.mark.parametrize("backend", TRAINERS)
 def test_resume_from_a_damaged_checkpoint_is_one_line_and_changes_nothing(backend, runs, tmp_path):
     run_dirs, data_dir = runs
     run = tmp_path / "run"
-    with pytest.raises(SystemExit):
-        TRAINERS[backend].main(["--depth", "8", "--batch-size", "16", "--iterations", "6", "--no-progress",
-                                "--data-dir", data_dir, "--run-dir", str(run), "--time-budget", "0"])
-    checkpoint = run / "checkpoints" / CHECKPOINT[backend]
+    checkpoint = stopped_run(backend, data_dir, run)
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as stopped:
         TRAINERS[backend].main(["--resume", "--run-dir", str(run), "--no-progress"])
     assert_one_line_error(stopped.value.code, checkpoint, ())
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_resume_with_another_networks_checkpoint_is_one_line_and_changes_nothing(backend, runs, tmp_path):
+    _, data_dir = runs
+    checkpoint = stopped_run(backend, data_dir, tmp_path / "run")
+    checkpoint.write_bytes(stopped_run(backend, data_dir, tmp_path / "deeper", depth="14").read_bytes())
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as stopped:
+        TRAINERS[backend].main(["--resume", "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    assert_one_line_error(stopped.value.code, checkpoint, ("not a checkpoint of this run's",))
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_resume_after_a_kill_mid_record_and_a_damaged_metrics_file(backend, runs, tmp_path):
+    """A record cut short by a kill (the last line) is dropped and written again; a damaged line elsewhere is
+    a one-line error that changes nothing."""
+    _, data_dir = runs
+    run = tmp_path / "run"
+    stopped_run(backend, data_dir, run)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"kind": "train", "step": 2, "lo')
+    TRAINERS[backend].main(["--resume", "--run-dir", str(run), "--no-progress"])
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+
+    damaged = tmp_path / "damaged"
+    stopped_run(backend, data_dir, damaged)
+    lines = (damaged / "metrics.jsonl").read_text().splitlines()
+    (damaged / "metrics.jsonl").write_text("\n".join(["not json", *lines]) + "\n")
+    before = {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as stopped:
+        TRAINERS[backend].main(["--resume", "--run-dir", str(damaged), "--no-progress"])
+    assert_one_line_error(stopped.value.code, damaged / "metrics.jsonl", ("line 1",))
+    assert {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file()} == before

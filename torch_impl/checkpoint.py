@@ -61,10 +61,14 @@ def read(path) -> dict:
 def load(path, model, optimizer=None) -> dict:
     """Restore model (and optimizer) in place; return the checkpoint's step, plan and tracker state."""
     state = read(path)
-    unwrap(model).load_state_dict(state["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
+    try:
+        unwrap(model).load_state_dict(state["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as error:
+        raise weights.WeightsError(f"{path}: not a checkpoint of this run's ResNet-{unwrap(model).depth} "
+                                   f"({weights.first_line(error)}).") from None
     return state
 
 
