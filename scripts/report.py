@@ -175,8 +175,15 @@ COLUMNS = ("Run", "Backend", "Depth", "Iterations", "Train images", "Seed", "Bes
            "Images/s", "Hardware", "Commit")
 
 
+def train_images_cell(run: Run) -> str:
+    n_train = run.final.get("n_train_images") or run.config.get("data", {}).get("n_train")
+    if n_train is None:
+        return "—"
+    return f"{n_train:,}" + (" (train+val)" if run.recipe.get("full_train") else "")
+
+
 def table_row(run: Run, out_dir: Path) -> list:
-    f, recipe, config = run.final, run.recipe, run.config
+    f, recipe = run.final, run.recipe
     link = Path(os.path.relpath(run.path, out_dir)).as_posix()
     iterations = schedule_label(run.iterations, recipe.get("milestones"))
     differ = [f"{k}={recipe[k]}" for k, v in PAPER_RECIPE.items() if k in recipe and recipe[k] != v]
@@ -185,10 +192,7 @@ def table_row(run: Run, out_dir: Path) -> list:
     steps = f.get("steps_completed")
     if steps is not None and steps != run.iterations:
         iterations += f"; stopped at {steps:,}"
-    n_train = f.get("n_train_images") or config.get("data", {}).get("n_train")
-    train_images = "—" if n_train is None else f"{n_train:,}"
-    if recipe.get("full_train"):
-        train_images += " (train+val)"
+    train_images = train_images_cell(run)
     best = pct(f.get("best_val_error"))
     if f.get("best_val_error") is not None and f.get("best_val_step") is not None:
         best += f" ({f['best_val_step']:,})"
@@ -232,8 +236,7 @@ IN_PROGRESS_COLUMNS = ("Run", "Backend", "Depth", "Iterations", "Train images", 
 def in_progress_row(run: Run, out_dir: Path) -> list:
     link = Path(os.path.relpath(run.path, out_dir)).as_posix()
     recipe = run.recipe
-    n_train = run.config.get("data", {}).get("n_train")
-    train_images = "—" if n_train is None else f"{n_train:,}" + (" (train+val)" if recipe.get("full_train") else "")
+    train_images = train_images_cell(run)
     wall = max((r.get("wall_time") or 0 for r in run.metrics), default=None)
     rates = sorted(r["images_per_s"] for r in run.metrics if r.get("kind") == "train" and r.get("images_per_s"))
     rate = rates[len(rates) // 2] if rates else None
