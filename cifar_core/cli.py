@@ -7,20 +7,40 @@ import dataclasses
 import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-from . import pipeline
+from . import data, pipeline
 from .data import DataError
 from .loop import RESUMABLE_EXIT_STATUS, NonFiniteLossError, StopSignal
-from .recipe import PRESETS, Recipe
+from .recipe import ARCHITECTURES, DEPARTURES, DOWNSAMPLING, OPTIMIZERS, PRESETS, Recipe
 from .run import RunDir, RunDirError, read_config
 from .weights import WeightsError
 
 # Errors of the user's making (data, flags, run directory, weights, divergence): one line, no traceback.
 USER_ERRORS = (DataError, RunDirError, NonFiniteLossError, WeightsError, ValueError)
+USER_ERROR_EXIT_STATUS = 2  # argparse's status for a bad command line, and ours for every error of the user's making
+
+
+class UserError(SystemExit):
+    """Exit status 2 after one line on stderr. The line is str(error), so a test can read it."""
+
+    def __init__(self, message: str):
+        super().__init__(USER_ERROR_EXIT_STATUS)
+        self.message = message if message.startswith("error: ") else f"error: {message}"
+
+    def __str__(self):
+        return self.message
+
+
+def fail(error) -> NoReturn:
+    """Print `error` as one line ("error: ...") on stderr and exit with status 2, without a traceback."""
+    exit_ = UserError(str(error))
+    print(exit_.message, file=sys.stderr)
+    raise exit_
 
 # Flags that set a Recipe field of the same name.
 RECIPE_FLAGS = ("depth", "iterations", "batch_size", "lr", "seed", "split_seed", "eval_every", "log_every",
-                "full_train")
+                "full_train", *DEPARTURES)
 
 
 def build_parser(backend: str) -> argparse.ArgumentParser:
@@ -45,6 +65,7 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
     parser.add_argument("--log-every", type=int, help="iterations between training-loss records (default 50)")
     parser.add_argument("--data-dir", help="folder holding cifar-10-python.tar.gz or cifar-10-batches-py/ "
                                            "(else $CIFAR10_DIR, else the cache, else download)")
+    add_data_source_flags(parser)
     parser.add_argument("--run-dir", help="where config, metrics and checkpoints go "
                                           "(default runs/<backend>-resnet<depth>-<time>)")
     parser.add_argument("--resume", action="store_true",
@@ -56,7 +77,37 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
                              "90m, 5400): the checkpoint is saved as on SIGTERM and the exit status is "
                              f"{RESUMABLE_EXIT_STATUS}; continue with --resume. For slices under a wall-time limit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    ablation = parser.add_argument_group(
+        "departures from the paper", "for the ablations in results/ablations.md (scripts/ablations.py); the defaults "
+        "are the paper's, and a run records the ones it departs by in config.json")
+    ablation.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd: SGD with momentum 0.9 (paper); adam: "
+                          "Adam, betas (0.9, 0.999), eps 1e-8; both with weight decay added to the gradient")
+    ablation.add_argument("--no-augment", dest="augment", action="store_const", const=False, default=None,
+                          help="train on the images as they are: no pad-and-crop, no flip")
+    ablation.add_argument("--no-mean-subtraction", dest="subtract_mean", action="store_const", const=False,
+                          default=None, help="feed pixels in [0, 1], train and test, without subtracting the mean image")
+    ablation.add_argument("--logit-relu", action="store_const", const=True, default=None,
+                          help="a ReLU after the final linear layer (a bug: logits cannot go negative)")
+    ablation.add_argument("--bn-eps", type=float, help="BN's epsilon (paper: 1e-5)")
+    ablation.add_argument("--bn-momentum", type=float,
+                          help="weight of the new batch in BN's running averages, PyTorch's convention (paper: 0.1)")
+    ablation.add_argument("--downsample", choices=DOWNSAMPLING,
+                          help="how stages 2 and 3 halve the resolution: stride (a stride-2 conv, paper), maxpool "
+                               "(2x2 max-pool, then stride-1 convs), none (all stages at 32x32)")
+    ablation.add_argument("--architecture", choices=ARCHITECTURES,
+                          help="cifar: the paper's ResNet-(6n+2); imagenet-resnet18: torchvision's ImageNet "
+                               "ResNet-18 layout with 10 classes (torch_impl only; --depth is not used)")
     return parser
+
+
+def add_data_source_flags(parser: argparse.ArgumentParser) -> None:
+    """--data-source and --tfds-data-dir: the trainers, both evaluates and scripts/data_info.py."""
+    parser.add_argument("--data-source", choices=data.SOURCES, default=None,
+                        help="archive: cifar-10-python.tar.gz or its folder (--data-dir); tfds: a prepared TensorFlow "
+                             "Datasets cifar10 (--tfds-data-dir), read without TensorFlow; auto: the archive if one is "
+                             "found, else a prepared TFDS copy, else the download. The same images give the same "
+                             "arrays and results either way (default: auto; with --resume, the run's)")
+    parser.add_argument("--tfds-data-dir", help="TFDS's data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
 
 
 def parse_duration(text: str) -> float:
@@ -97,22 +148,37 @@ def data_dir_from_args(args: argparse.Namespace) -> str | None:
     return str(folder) if folder is not None and folder.is_dir() else None
 
 
+def data_source_from_args(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(--data-source, --tfds-data-dir); on --resume without --data-source, the run's: a run that read a TFDS
+    copy reads it again, from the folder it was in where that still exists."""
+    source, tfds_dir = args.data_source, args.tfds_data_dir
+    if source is None and getattr(args, "resume", False):
+        saved = read_config(args.run_dir, args.backend).get("data", {}).get("source") or ""
+        if saved.startswith("tfds:"):
+            source = "tfds"
+            root = Path(saved[len("tfds:"):]).parent.parent  # <root>/cifar10/<version>
+            tfds_dir = tfds_dir or (str(root) if root.is_dir() else None)
+    return source or "auto", tfds_dir
+
+
 def load_data(args: argparse.Namespace, recipe: Recipe, run: RunDir) -> pipeline.Pipeline:
     """The data the trainer reads; on --resume checked to be the data the run started on."""
-    data = pipeline.build(recipe, data_dir_from_args(args))
-    run.check_data(data.info)
-    return data
+    source, tfds_dir = data_source_from_args(args)
+    dataset = data.load(data_dir_from_args(args), source=source, tfds_data_dir=tfds_dir)
+    built = pipeline.build(recipe, dataset=dataset)
+    run.check_data(built.info)
+    return built
 
 
 def run_cli(parser: argparse.ArgumentParser, run, argv=None, cleanup=None):
-    """Parse, run, and turn a user error into one line on stderr and exit status 1 (no traceback). Stop
+    """Parse, run, and turn a user error into one line on stderr and exit status 2 (no traceback). Stop
     signals are caught from here on (StopSignal), and `run(args, stop)` polls them."""
     args = parser.parse_args(argv)
     try:
         with StopSignal(args.time_budget) as stop:
             return run(args, stop)
     except USER_ERRORS as error:
-        sys.exit(f"error: {error}")
+        fail(error)
     finally:
         if cleanup is not None:
             cleanup()

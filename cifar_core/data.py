@@ -251,19 +251,61 @@ def _cache_dir_for(source: Path) -> Path:
 _ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 
-def load(data_dir: str | os.PathLike | None = None, download: bool = True) -> Cifar10:
-    """Locate, decode (or reuse the decoded cache), and check CIFAR-10."""
-    source = locate(data_dir, download)
-    cache = _cache_dir_for(source)
+SOURCES = ("auto", "archive", "tfds")  # --data-source
+
+
+def load(data_dir: str | os.PathLike | None = None, download: bool = True, source: str = "auto",
+         tfds_data_dir: str | os.PathLike | None = None) -> Cifar10:
+    """Locate, decode (or reuse the decoded cache), and check CIFAR-10.
+
+    `source` "archive": the python archive or its batches folder (the search in the module docstring, download
+    included); "tfds": a prepared TFDS cifar10 under `tfds_data_dir` (cifar_core/tfds_data.py); "auto": the
+    archive where the search finds one, else a prepared TFDS copy if there is one (only without --data-dir),
+    else the download. Whichever it is, the arrays are the same for the same images."""
+    if source not in SOURCES:
+        raise DataError(f"--data-source {source!r}: choose one of {', '.join(SOURCES)}.")
+    if source == "tfds":
+        return _load_tfds(tfds_data_dir)
+    try:
+        path = locate(data_dir, download=False)
+    except DataError:
+        if source == "auto" and data_dir is None:
+            from . import tfds_data
+            if tfds_data.prepared_dir(tfds_data_dir) is not None and _importable("tensorflow_datasets"):
+                return _load_tfds(tfds_data_dir)
+        path = locate(data_dir, download)
+    return _load_cached(path, path, lambda: decode(path))
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
+
+
+def _load_tfds(tfds_data_dir) -> Cifar10:
+    from . import tfds_data
+    version_dir = tfds_data.prepared_dir(tfds_data_dir)
+    if version_dir is None:
+        raise DataError(f"no prepared TFDS cifar10 in {tfds_data.data_root(tfds_data_dir)}; {tfds_data.PREPARE_HINT}.")
+    tfds_data.import_tfds()  # a missing package is an error before anything is cached
+    return _load_cached(version_dir / "dataset_info.json", version_dir, lambda: tfds_data.read(version_dir),
+                        tfds_data.source(version_dir))
+
+
+def _load_cached(key_path: Path, source: Path, decoder, name: str | None = None) -> Cifar10:
+    """The decoded arrays from the cache entry of `key_path` (its path, size and mtime), else decoder()'s, checked
+    against the official content and cached."""
+    name = name or str(source)
+    cache = _cache_dir_for(key_path)
     meta_path = cache / "meta.json"
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
-            arrays = {name: np.load(cache / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
-            return Cifar10(**arrays, content_sha256=meta["content_sha256"], source=str(source))
+            arrays = {array: np.load(cache / f"{array}.npy", mmap_mode="r") for array in _ARRAYS}
+            return Cifar10(**arrays, content_sha256=meta["content_sha256"], source=name)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
-    data = decode(source)
+    data = decoder()
     _check_content(data, source)
     try:
         _write_cache(cache, data)

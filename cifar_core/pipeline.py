@@ -18,7 +18,7 @@ class Pipeline:
     val_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
-    mean_image: np.ndarray
+    mean_image: np.ndarray  # what was subtracted: zeros with recipe.subtract_mean False
     info: dict  # source, content hashes and split sizes, for config.json
 
 
@@ -28,15 +28,17 @@ def build(recipe: Recipe, data_dir=None, dataset: data.Cifar10 | None = None) ->
     train_images = np.asarray(dataset.train_images)
     train_labels = np.asarray(dataset.train_labels)
 
+    mean_image = splits.mean_image if recipe.subtract_mean else np.zeros_like(splits.mean_image)
+
     def normalized(images):
-        return data.normalize(images, splits.mean_image)
+        return data.normalize(images, mean_image)
 
     stream = TrainStream(normalized(train_images[splits.train_indices]), train_labels[splits.train_indices],
-                         recipe.seed, recipe.batch_size)
+                         recipe.seed, recipe.batch_size, recipe.augment)
     info = {"source": dataset.source, "content_sha256": dataset.content_sha256,
             "n_train": int(len(splits.train_indices)), "n_val": int(len(splits.val_indices)),
             "n_test": int(len(dataset.test_labels)), "steps_per_epoch": stream.steps_per_epoch}
     return Pipeline(stream, normalized(train_images[splits.val_indices]),
                     train_labels[splits.val_indices].astype(np.int32),
                     normalized(dataset.test_images), np.asarray(dataset.test_labels, np.int32),
-                    splits.mean_image, info)
+                    mean_image, info)

@@ -88,15 +88,19 @@ def augment(images: np.ndarray, offsets: np.ndarray, flips: np.ndarray) -> np.nd
 class TrainStream:
     """Materialises planned batches from the normalised train split, in NumPy."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, seed: int, batch_size: int):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, seed: int, batch_size: int, augment: bool = True):
         self.images = images  # (n_train, 32, 32, 3) float32, normalised
         self.labels = np.asarray(labels, np.int32)
         self.seed = seed
         self.batch_size = batch_size
+        self.augment = augment
         self.steps_per_epoch = steps_per_epoch(len(images), batch_size)
 
     def plan(self, step: int) -> BatchPlan:
-        return batch_plan(self.seed, step, len(self.images), self.batch_size)
+        plan = batch_plan(self.seed, step, len(self.images), self.batch_size)
+        if not self.augment:  # the centred window, unflipped: every materializer then returns the image as it is
+            plan = BatchPlan(plan.rows, np.full_like(plan.offsets, PAD), np.zeros_like(plan.flips))
+        return plan
 
     def epoch_of(self, step: int) -> float:
         return step / self.steps_per_epoch

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .recipe import Recipe
 from .weights import WeightsError
 
 RUNS_DIR = Path(__file__).resolve().parent.parent / "results" / "runs"
@@ -21,7 +22,8 @@ def pretrained_weights(depth: int, runs_dir=RUNS_DIR) -> Path:
             final = json.loads(final_path.read_text())
         except ValueError:
             continue
-        if not weights.is_file() or final.get("steps_completed") != final.get("iterations"):
+        if not weights.is_file() or final.get("steps_completed") != final.get("iterations") \
+                or departs_from_paper(final_path.parent):
             continue
         depths.add(final.get("depth"))
         if final.get("depth") == depth:
@@ -32,3 +34,12 @@ def pretrained_weights(depth: int, runs_dir=RUNS_DIR) -> Path:
         raise WeightsError(f"no finished ResNet-{depth} run with weights under {runs_dir} (pretrained: {have}); "
                            "use pretrained=False for a freshly initialised network.")
     return min(candidates)[1]
+
+
+def departs_from_paper(run_dir: Path) -> bool:
+    """Whether the run's recipe departs from the paper's in an ablation's way (cifar_core/recipe.py)."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())["recipe"]
+        return bool(Recipe.from_dict(saved).departures())
+    except (OSError, ValueError, KeyError, TypeError):
+        return True  # no readable recipe: not offered as the paper's weights

@@ -22,6 +22,16 @@ class Recipe:
     eval_every: int = 3_200  # iterations between val/test evaluations
     log_every: int = 50  # iterations between training-loss records
     eval_batch_size: int = 1_000
+    # Departures from the paper, for the ablations (results/ablations.md, scripts/ablations.py). The defaults are
+    # the paper's, and a run's config.json written before these existed reads as the paper's.
+    optimizer: str = "sgd"  # "sgd" (momentum `momentum`) or "adam" (betas 0.9/0.999, eps 1e-8); both with L2 decay
+    augment: bool = True  # 4-pixel pad, random 32x32 crop, random horizontal flip
+    subtract_mean: bool = True  # the train split's per-pixel mean is subtracted from every image, test images too
+    logit_relu: bool = False  # a ReLU after the final linear layer: a bug people ask about
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1  # PyTorch's convention: the new batch's weight in BN's running averages
+    downsample: str = "stride"  # stage entry: "stride" (a stride-2 conv), "maxpool" (2x2 max-pool, stride 1), "none"
+    architecture: str = "cifar"  # "cifar" (§4.2, depth 6n+2) or "imagenet-resnet18" (torch_impl only; depth unused)
 
     def __post_init__(self):
         if self.depth < 8 or (self.depth - 2) % 6:
@@ -31,6 +41,14 @@ class Recipe:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}.")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("downsample", DOWNSAMPLING), ("architecture", ARCHITECTURES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}.")
+        if not self.bn_eps > 0:
+            raise ValueError(f"--bn-eps must be positive, got {self.bn_eps}.")
+        if not 0 < self.bn_momentum <= 1:
+            raise ValueError(f"--bn-momentum {self.bn_momentum}: the new batch's weight (PyTorch's convention) lies in "
+                             "(0, 1]; Keras's momentum=0.99 is PyTorch's 0.01.")
 
     @property
     def blocks_per_stage(self) -> int:
@@ -48,6 +66,16 @@ class Recipe:
         """The lr of each piece, computed once in Python so both backends use the same float64 values."""
         return tuple(self.lr * self.lr_decay ** k for k in range(len(self.milestones) + 1))
 
+    def model_options(self) -> dict:
+        """The keyword arguments of both backends' ResNet that the recipe sets (the paper's values by default)."""
+        return {"logit_relu": self.logit_relu, "bn_eps": self.bn_eps, "bn_momentum": self.bn_momentum,
+                "downsample": self.downsample}
+
+    def departures(self) -> dict:
+        """The fields of the ablation block that differ from the paper's, name -> value ({} for the paper's recipe)."""
+        paper = Recipe()
+        return {name: getattr(self, name) for name in DEPARTURES if getattr(self, name) != getattr(paper, name)}
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
@@ -61,6 +89,12 @@ class Recipe:
         kwargs["milestone_fractions"] = tuple(kwargs.get("milestone_fractions", cls.milestone_fractions))
         return cls(**kwargs)
 
+
+OPTIMIZERS = ("sgd", "adam")
+DOWNSAMPLING = ("stride", "maxpool", "none")
+ARCHITECTURES = ("cifar", "imagenet-resnet18")
+DEPARTURES = ("optimizer", "augment", "subtract_mean", "logit_relu", "bn_eps", "bn_momentum", "downsample",
+              "architecture")
 
 PRESETS = {
     # The paper: 64k iterations, ~182 epochs of 45k images.

@@ -116,8 +116,9 @@ class RunDir:
         self.opened = time.monotonic()
         self.saved = read_config(self.path, backend) if resume else None  # the config of the run to continue
         if resume:
-            differ = {k: (self.saved["recipe"].get(k), v) for k, v in recipe.to_dict().items()
-                      if self.saved["recipe"].get(k) != v}
+            # Read through Recipe, so that a field added since the run started takes its default (the paper's).
+            saved = Recipe.from_dict(self.saved["recipe"]).to_dict()
+            differ = {k: (saved.get(k), v) for k, v in recipe.to_dict().items() if saved.get(k) != v}
             if differ:
                 raise RunDirError(f"--resume: the flags give a different recipe from the saved run's "
                                   f"(saved, given): {differ}. Leave them out: --resume takes the recipe from "

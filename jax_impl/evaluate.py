@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from cifar_core import evaluation, weights
+from cifar_core import cli, evaluation, weights
 from cifar_core.data import DataError
 
 from . import checkpoint
@@ -18,11 +17,14 @@ def main(argv=None) -> float:
     path = Path(args.checkpoint)
     try:
         variables, depth, metadata = checkpoint.load_any(path)
-        images, labels = evaluation.test_set(evaluation.recipe_of(metadata), args.data_dir)
+        recipe = evaluation.recipe_of(metadata, path)
+        images, labels = evaluation.test_set(recipe, args.data_dir, args.subtract_mean, args.data_source,
+                                             args.tfds_data_dir)
     except (FileNotFoundError, DataError, weights.WeightsError) as error:
-        sys.exit(f"error: {error}")
+        cli.fail(error)
     mesh = make_mesh()
-    model = ResNet(depth, conv_kernels=resolve_conv_kernels("auto", mesh.devices.flat[0].platform))
+    model = ResNet(depth, conv_kernels=resolve_conv_kernels("auto", mesh.devices.flat[0].platform),
+                   **recipe.model_options())
     error = evaluate(model, replicate(mesh, variables), images, labels, args.batch_size, mesh)
     print(f"{path}: test error {100 * error:.2f}% on {len(labels)} images")
     return error

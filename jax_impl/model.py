@@ -9,7 +9,8 @@ Every choice equals the PyTorch model's; the Flax defaults that differ are overr
 - linear init: weight U(-1/sqrt(64), 1/sqrt(64)), bias 0 (Flax's Dense defaults to lecun_normal).
 - BatchNorm: our own small module, because PyTorch updates the running variance with the UNBIASED batch
   variance (n/(n-1)) while normalising with the biased one; Flax's nn.BatchNorm uses the biased variance for
-  both. Running averages use momentum 0.9 here, i.e. PyTorch's 0.1 (the weight of the new batch); eps 1e-5.
+  both. Its momentum is PyTorch's 0.1, the new batch's weight in the running averages (Flax's nn.BatchNorm
+  writes the same as momentum=0.9, the old average's weight); eps 1e-5.
 - Option-A shortcut: x[:, ::2, ::2, :] with the zero channels appended after the existing ones.
 - conv_kernels: "xla" runs the convolutions as lax.conv_general_dilated; "onednn" (CPU, float32) through
   jax_impl/cpu_conv.py, the same function on oneDNN's faster kernels. Parameters are the same either way.
@@ -26,9 +27,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cifar_core.recipe import DOWNSAMPLING
+
 STAGE_WIDTHS = (16, 32, 64)
 BN_EPS = 1e-5
-BN_MOMENTUM = 0.9  # weight of the old running average: 1 - PyTorch's momentum
+BN_MOMENTUM = 0.1  # PyTorch's convention, the new batch's weight (Flax's nn.BatchNorm would say 0.9)
 
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # "normal" is untruncated
 
@@ -56,10 +59,13 @@ def linear_init(fan_in: int):
 
 
 class BatchNorm(nn.Module):
-    """BN over N, H, W with PyTorch's conventions; `axis_name` makes the batch statistics cross-device."""
+    """BN over N, H, W with PyTorch's conventions; `axis_name` makes the batch statistics cross-device.
+    `momentum` is PyTorch's too: the new batch's weight in the running averages."""
 
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    eps: float = BN_EPS
+    momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -80,11 +86,12 @@ class BatchNorm(nn.Module):
                 var = jax.lax.pmean(var, self.axis_name)
                 count = count * jax.lax.axis_size(self.axis_name)
             if not self.is_initializing():
-                running_mean.value = BN_MOMENTUM * running_mean.value + (1 - BN_MOMENTUM) * mean
-                running_var.value = BN_MOMENTUM * running_var.value + (1 - BN_MOMENTUM) * var * (count / (count - 1))
+                keep = 1 - self.momentum
+                running_mean.value = keep * running_mean.value + self.momentum * mean
+                running_var.value = keep * running_var.value + self.momentum * var * (count / (count - 1))
         else:
             mean, var = running_mean.value, running_var.value
-        return (x - mean) * jax.lax.rsqrt(var + BN_EPS) * scale + bias
+        return (x - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
 
 
 class BasicBlock(nn.Module):
@@ -93,20 +100,26 @@ class BasicBlock(nn.Module):
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
     conv_kernels: str = "xla"
+    bn_eps: float = BN_EPS
+    bn_momentum: float = BN_MOMENTUM
+    downsample: str = "stride"  # as torch_impl's BasicBlock: "maxpool" pools 2x2 first, "none" keeps the resolution
 
     @nn.compact
     def __call__(self, x, train: bool):
+        stride = self.stride if self.downsample == "stride" else 1
+        if self.stride == 2 and self.downsample == "maxpool":
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
         conv = lambda stride, name: nn.Conv(self.planes, (3, 3), (stride, stride), padding=((1, 1), (1, 1)),
                                             use_bias=False, kernel_init=conv_init, dtype=self.dtype,
                                             param_dtype=self.dtype, conv_general_dilated=conv_function(self.conv_kernels),
                                             name=name)
-        bn = lambda name: BatchNorm(self.bn_axis_name, self.dtype, name=name)
-        out = nn.relu(bn("bn1")(conv(self.stride, "conv1")(x), train))
+        bn = lambda name: BatchNorm(self.bn_axis_name, self.dtype, self.bn_eps, self.bn_momentum, name=name)
+        out = nn.relu(bn("bn1")(conv(stride, "conv1")(x), train))
         out = bn("bn2")(conv(1, "conv2")(out), train)
         shortcut = x
         extra_channels = self.planes - x.shape[-1]
-        if self.stride != 1 or extra_channels:
-            shortcut = x[:, ::self.stride, ::self.stride, :]
+        if stride != 1 or extra_channels:
+            shortcut = x[:, ::stride, ::stride, :]
             shortcut = jnp.pad(shortcut, ((0, 0), (0, 0), (0, 0), (0, extra_channels)))  # zeros after
         return nn.relu(out + shortcut)
 
@@ -117,11 +130,18 @@ class ResNet(nn.Module):
     bn_axis_name: str | None = None  # set to the data axis for cross-device BN
     dtype: Any = jnp.float32  # parameters and computation; float64 for the parity suite
     conv_kernels: str = "xla"  # or "onednn": CPU, float32 (conv_function)
+    # The ablations' options (Recipe.model_options; results/ablations.md), the paper's by default, as torch_impl's.
+    logit_relu: bool = False
+    bn_eps: float = BN_EPS
+    bn_momentum: float = BN_MOMENTUM  # PyTorch's convention
+    downsample: str = "stride"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ValueError(f"depth {self.depth} is not 6n+2 (8, 20, 32, 44, 56, 110, ...)")
+        if self.downsample not in DOWNSAMPLING:
+            raise ValueError(f"downsample {self.downsample!r}: choose one of {', '.join(DOWNSAMPLING)}")
         n = (self.depth - 2) // 6
         chex.assert_rank(x, 4)
         chex.assert_axis_dimension(x, 3, 3)  # NHWC: a PyTorch-style NCHW batch stops here, not inside a conv
@@ -129,15 +149,16 @@ class ResNet(nn.Module):
         x = nn.Conv(STAGE_WIDTHS[0], (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=conv_init,
                     dtype=self.dtype, param_dtype=self.dtype, conv_general_dilated=conv_function(self.conv_kernels),
                     name="conv1")(x)
-        x = nn.relu(BatchNorm(self.bn_axis_name, self.dtype, name="bn1")(x, train))
+        x = nn.relu(BatchNorm(self.bn_axis_name, self.dtype, self.bn_eps, self.bn_momentum, name="bn1")(x, train))
         for stage, width in enumerate(STAGE_WIDTHS, start=1):
             for j in range(n):
                 stride = 2 if stage > 1 and j == 0 else 1
-                x = BasicBlock(width, stride, self.bn_axis_name, self.dtype, self.conv_kernels,
-                               name=f"layer{stage}_{j}")(x, train)
+                x = BasicBlock(width, stride, self.bn_axis_name, self.dtype, self.conv_kernels, self.bn_eps,
+                               self.bn_momentum, self.downsample, name=f"layer{stage}_{j}")(x, train)
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, kernel_init=linear_init(STAGE_WIDTHS[-1]), bias_init=nn.initializers.zeros,
-                        dtype=self.dtype, param_dtype=self.dtype, name="fc")(x)
+        logits = nn.Dense(self.num_classes, kernel_init=linear_init(STAGE_WIDTHS[-1]), bias_init=nn.initializers.zeros,
+                          dtype=self.dtype, param_dtype=self.dtype, name="fc")(x)
+        return nn.relu(logits) if self.logit_relu else logits
 
 
 def init_variables(model: ResNet, seed: int) -> dict:

@@ -53,6 +53,9 @@ def lr_schedule(recipe):
 
 
 def make_optimizer(recipe) -> optax.GradientTransformation:
+    if recipe.optimizer == "adam":  # an ablation (results/ablations.md, question 1): torch.optim.Adam's L2 decay
+        return optax.chain(optax.add_decayed_weights(recipe.weight_decay),
+                           optax.adam(lr_schedule(recipe), b1=0.9, b2=0.999, eps=1e-8))
     return optax.chain(optax.add_decayed_weights(recipe.weight_decay),
                        optax.sgd(lr_schedule(recipe), momentum=recipe.momentum))
 
@@ -355,6 +358,9 @@ def main(argv=None) -> dict | None:
 
 def run(args, stop: StopSignal) -> dict | None:
     recipe = cli.recipe_from_args(args)
+    if recipe.architecture != "cifar":
+        raise ValueError(f"--architecture {recipe.architecture}: an ablation of torch_impl only; "
+                         "run it with python -m torch_impl.train.")
     if args.matmul_precision == "highest":
         jax.config.update("jax_default_matmul_precision", "highest")
     maybe_initialize_distributed(args)
@@ -372,8 +378,9 @@ def run(args, stop: StopSignal) -> dict | None:
                      write=proc == 0)
     data = cli.load_data(args, recipe, run_dir)
 
-    model = ResNet(recipe.depth, bn_axis_name=DATA_AXIS if args.cross_device_bn else None, conv_kernels=conv_kernels)
-    eval_model = ResNet(recipe.depth, conv_kernels=conv_kernels)
+    model = ResNet(recipe.depth, bn_axis_name=DATA_AXIS if args.cross_device_bn else None, conv_kernels=conv_kernels,
+                   **recipe.model_options())
+    eval_model = ResNet(recipe.depth, conv_kernels=conv_kernels, **recipe.model_options())
     state = create_state(model, recipe)
     start_step, tracker_state = 0, None
     if args.resume:

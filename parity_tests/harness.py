@@ -12,6 +12,7 @@ import socket
 import tempfile
 from pathlib import Path
 
+import chex
 import jax
 import numpy as np
 import torch
@@ -41,6 +42,21 @@ def max_relative_error(tensors_a: dict, tensors_b: dict) -> float:
     """Worst per-tensor relative error over two neutral weight dicts with the same names."""
     assert set(tensors_a) == set(tensors_b)
     return max(relative_error(tensors_a[k], tensors_b[k]) for k in tensors_a)
+
+
+def assert_close(actual, expected, tol: float, what: str = "") -> None:
+    """relative_error(actual, expected) <= tol, for an array or for each tensor of two neutral weight dicts with
+    the same names, checked by chex leaf by leaf as |actual - expected| <= tol * max|expected|: a failure names
+    the tensor and shows its worst elements, where max_relative_error would only say how far off the worst was."""
+    if isinstance(expected, dict):
+        assert set(actual) == set(expected), f"different names: {sorted(set(actual) ^ set(expected))}"
+        for name in sorted(expected):
+            assert_close(actual[name], expected[name], tol, f"{what} {name}".strip())
+        return
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    scale = max(float(np.max(np.abs(expected))), 1e-300)
+    chex.assert_trees_all_close(actual, expected, rtol=0.0, atol=tol * scale,
+                                custom_message=f"{what or 'values'}: tolerance {tol:g} of max |expected| {scale:.3g}")
 
 
 def initial_weights(depth: int, seed: int = 0) -> dict:
@@ -74,8 +90,9 @@ def train_batches(recipe: Recipe, steps: int, dataset=None) -> tuple[list, str]:
 # --------------------------------------------------------------------------------------------- torch
 
 
-def torch_model(tensors: dict, dtype=np.float64) -> torch.nn.Module:
-    model = resnet(depth_of(tensors)).to(TORCH_DTYPE[dtype])
+def torch_model(tensors: dict, dtype=np.float64, **options) -> torch.nn.Module:
+    """`options`: the ResNet's keyword options (Recipe.model_options)."""
+    model = resnet(depth_of(tensors), **options).to(TORCH_DTYPE[dtype])
     return torch_ckpt.from_neutral(model, tensors)
 
 
@@ -99,7 +116,7 @@ def torch_gradients(tensors, images, labels, dtype=np.float64) -> tuple[float, d
 
 
 def torch_train_losses(tensors, batches, recipe: Recipe, dtype=np.float64) -> tuple[list, dict]:
-    model = torch_model(tensors, dtype).train()
+    model = torch_model(tensors, dtype, **recipe.model_options()).train()
     optimizer = torch_train.make_optimizer(model, recipe)
     losses = []
     for step, (images, labels) in enumerate(batches):
@@ -146,7 +163,8 @@ def jax_gradients(tensors, images, labels, dtype=np.float64) -> tuple[float, dic
 
 def jax_replicated_state(tensors, recipe: Recipe, dtype, mesh, cross_device_bn: bool):
     """A fresh JAX TrainState from neutral weights, replicated over `mesh` (call inside _x64(dtype))."""
-    model = ResNet(depth_of(tensors), dtype=dtype, bn_axis_name=jax_train.DATA_AXIS if cross_device_bn else None)
+    model = ResNet(depth_of(tensors), dtype=dtype, bn_axis_name=jax_train.DATA_AXIS if cross_device_bn else None,
+                   **recipe.model_options())
     variables = jax_ckpt.from_neutral(tensors, dtype)
     return jax_train.replicate(mesh, jax_train.TrainState.create(
         apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"],

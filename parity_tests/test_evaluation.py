@@ -20,7 +20,7 @@ def test_same_predictions_on_the_test_set(path):
     if harness.real_data_dir() is None:
         pytest.skip("real CIFAR-10 not available: set CIFAR10_DIR")
     torch_logits, jax_logits, labels = harness.test_set_logits(path, harness.real_data_dir())
-    assert harness.relative_error(jax_logits, torch_logits) < 1e-4  # float32
+    harness.assert_close(jax_logits, torch_logits, 1e-4)  # float32
     torch_pred, jax_pred = torch_logits.argmax(1), jax_logits.argmax(1)
     np.testing.assert_array_equal(jax_pred, torch_pred)
     final = json.loads((path.parent.parent / "final.json").read_text())

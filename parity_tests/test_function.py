@@ -33,8 +33,8 @@ def test_logits_and_running_stats_float64(weights0, batch, train, float64_tol):
     images, _ = batch
     torch_logits, torch_after = harness.torch_forward(weights0, images, train)
     jax_logits, jax_after = harness.jax_forward(weights0, images, train)
-    assert harness.relative_error(jax_logits, torch_logits) < float64_tol
-    assert harness.max_relative_error(jax_after, torch_after) < float64_tol
+    harness.assert_close(jax_logits, torch_logits, float64_tol)
+    harness.assert_close(jax_after, torch_after, float64_tol)
     if train:  # the statistics did move, so the comparison above tested the update
         assert not np.allclose(torch_after["bn1.running_mean"], weights0["bn1.running_mean"])
 
@@ -46,7 +46,7 @@ def test_gradients_float64(weights0, batch, float64_tol):
     assert abs(torch_loss - jax_loss) / torch_loss < float64_tol
     assert set(torch_grads) == set(jax_grads)
     for name in torch_grads:
-        assert harness.relative_error(jax_grads[name], torch_grads[name]) < float64_tol, name
+        harness.assert_close(jax_grads[name], torch_grads[name], float64_tol, name)
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
@@ -58,3 +58,15 @@ def test_logits_float32_within_float32_noise(weights0, batch, train):
     torch_err, jax_err = float32_errors(torch32, jax32, reference)
     assert 0 < torch_err < 1e-4 and 0 < jax_err < 1e-4  # float32, not float64 and not worse than float32
     assert jax_err <= FLOAT32_FACTOR * torch_err and torch_err <= FLOAT32_FACTOR * jax_err
+
+
+def test_chex_assert_close_names_the_tensor_that_differs():
+    """The parity comparisons (harness.assert_close): chex checks every tensor against its own scale and names the
+    one that is off; within the tolerance they pass."""
+    expected = {"conv1.weight": np.array([1.0, -2.0, 4.0]), "fc.bias": np.array([1e-3, 0.0])}
+    harness.assert_close({"conv1.weight": np.array([1.0, -2.0, 4.0 + 2e-10]), "fc.bias": np.array([1e-3, 5e-14])},
+                         expected, 1e-10)
+    with pytest.raises(AssertionError, match="fc.bias"):
+        harness.assert_close({**expected, "fc.bias": np.array([1e-3, 1e-12])}, expected, 1e-10)
+    with pytest.raises(AssertionError, match="different names"):
+        harness.assert_close({"conv1.weight": expected["conv1.weight"]}, expected, 1e-10)

@@ -47,7 +47,7 @@ def test_activation_shapes_match_per_stage():
                     "layer3_2": (2, 8, 8, 64), "fc": (2, 10)}
 
 
-def test_jax_model_refuses_a_pytorch_layout_batch():
+def test_jax_model_refuses_a_pytorch_layout_batch_chex():
     """chex at the model's boundary: an NCHW batch fails with the shape named, before any convolution."""
     model = ResNet(8)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)), train=False))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cifar_core import weights  # noqa: E402
+from cifar_core import cli, weights  # noqa: E402
 
 
 def main(argv=None):
@@ -20,11 +20,11 @@ def main(argv=None):
     parser.add_argument("output", type=Path)
     args = parser.parse_args(argv)
     if args.output.suffix not in (".safetensors", ".pt", ".msgpack"):
-        raise SystemExit(f"error: {args.output}: unknown kind; expected .pt, .msgpack or .safetensors")
+        cli.fail(f"{args.output}: unknown kind; expected .pt, .msgpack or .safetensors")
     try:
         tensors, depth, metadata = weights.read_any(args.input)
     except weights.WeightsError as error:
-        raise SystemExit(f"error: {error}")
+        cli.fail(error)
     meta = {k: v for k, v in metadata.items() if k not in ("format", "depth") and v is not None}
     if args.output.suffix == ".safetensors":
         weights.save(args.output, tensors, depth, meta)
@@ -38,7 +38,7 @@ def main(argv=None):
         from jax_impl.checkpoint import from_neutral
         args.output.write_bytes(serialization.msgpack_serialize(from_neutral(tensors)))
     else:
-        raise SystemExit(f"error: {args.output}: unknown kind; expected .pt, .msgpack or .safetensors")
+        cli.fail(f"{args.output}: unknown kind; expected .pt, .msgpack or .safetensors")
     print(f"{args.input} -> {args.output} (ResNet-{depth}, {weights.parameter_count(depth):,} parameters)")
 
 

@@ -1,7 +1,7 @@
 """Print one JSON object describing the data this machine sees, so two machines can be compared:
 split sizes, per-class counts, content hashes, a checksum of the mean image and the plan hashes of epochs 0, 1.
 
-    python scripts/data_info.py [--data-dir D] [--seed S] [--split-seed S] [--full-train]
+    python scripts/data_info.py [--data-dir D] [--data-source tfds --tfds-data-dir T] [--seed S] [--split-seed S] [--full-train]
 """
 
 import argparse
@@ -13,20 +13,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cifar_core import data, plan  # noqa: E402
+from cifar_core import cli, data, plan  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir")
+    cli.add_data_source_flags(parser)
     parser.add_argument("--seed", type=int, default=0, help="augmentation-plan seed")
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--full-train", action="store_true")
     args = parser.parse_args(argv)
     try:
-        dataset = data.load(args.data_dir)
+        dataset = data.load(args.data_dir, source=args.data_source or "auto", tfds_data_dir=args.tfds_data_dir)
     except data.DataError as error:
-        sys.exit(f"error: {error}")
+        cli.fail(error)
     splits = data.make_splits(dataset, split_seed=args.split_seed, full_train=args.full_train)
     labels = np.asarray(dataset.train_labels)
 

@@ -28,6 +28,9 @@ PAPER_MILESTONE_FRACTIONS = (0.5, 0.75)
 PAPER_TEST_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 PAPER_NOTES = {110: "best of 5 runs; mean 6.61±0.16"}
 PAPER_RECIPE = {"batch_size": 128, "lr": 0.1, "lr_decay": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
+# The ablations' departures (cifar_core/recipe.py), at the paper's values; a run recorded before they existed has none.
+PAPER_DEFAULTS = {"optimizer": "sgd", "augment": True, "subtract_mean": True, "logit_relu": False, "bn_eps": 1e-5,
+                  "bn_momentum": 0.1, "downsample": "stride", "architecture": "cifar"}
 BACKEND_COLOURS = {"torch_impl": "tab:red", "jax_impl": "tab:blue"}
 OTHER_COLOURS = ("tab:green", "tab:purple", "tab:orange", "tab:brown")
 
@@ -186,7 +189,7 @@ def table_row(run: Run, out_dir: Path) -> list:
     f, recipe = run.final, run.recipe
     link = Path(os.path.relpath(run.path, out_dir)).as_posix()
     iterations = schedule_label(run.iterations, recipe.get("milestones"))
-    differ = [f"{k}={recipe[k]}" for k, v in PAPER_RECIPE.items() if k in recipe and recipe[k] != v]
+    differ = [f"{k}={recipe[k]}" for k, v in {**PAPER_RECIPE, **PAPER_DEFAULTS}.items() if k in recipe and recipe[k] != v]
     if differ:
         iterations += f"; {', '.join(differ)}"
     steps = f.get("steps_completed")
@@ -404,7 +407,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     runs_dir, out_dir = Path(args.runs), Path(args.out)
     if not runs_dir.is_dir():
-        sys.exit(f"error: {runs_dir} is not a folder of run directories")
+        print(f"error: {runs_dir} is not a folder of run directories", file=sys.stderr)
+        return 2
     runs, unfinished, skipped = load_runs(runs_dir)
     for name, why in skipped:
         print(f"skipped {runs_dir / name}: {why}", file=sys.stderr)

@@ -7,8 +7,9 @@ are 1024 red, 1024 green, 1024 blue values, row-major. Keys can be str (as Pytho
 the original Python 2 pickles decode with encoding="bytes"); the layout can be the .tar.gz or the extracted
 folder.
 
-Every test runs with $RESNET_CIFAR_CACHE pointing at its own tmp folder and without $CIFAR10_DIR, so no test
-reads or writes the user's cache or data, except tests marked `real_data`, which see the environment as is.
+Every test runs with $RESNET_CIFAR_CACHE and $TFDS_DATA_DIR pointing at tmp folders of its own and without
+$CIFAR10_DIR, so no test reads or writes the user's cache or data, except tests marked `real_data`, which see the
+environment as is.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def _isolated_data_env(request, tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("resnet-cifar-cache")
     monkeypatch.setenv("RESNET_CIFAR_CACHE", str(cache))
     monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path_factory.mktemp("tfds-data-dir")))  # no user's TFDS copy either
     yield cache
 
 

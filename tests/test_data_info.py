@@ -59,7 +59,7 @@ def test_data_info_reports_missing_data(tmp_path):
     env = {**os.environ, "RESNET_CIFAR_CACHE": str(tmp_path / "cache")}
     result = subprocess.run([sys.executable, str(SCRIPT), "--data-dir", str(tmp_path / "nowhere")], cwd=REPO,
                             env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
+    assert result.returncode == 2, result.returncode
     assert "error:" in result.stderr and "--data-dir" in result.stderr and "Traceback" not in result.stderr
 
 

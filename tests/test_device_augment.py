@@ -50,7 +50,7 @@ def test_edge_offsets_and_flips():
     np.testing.assert_array_equal(got_jax, expected)
 
 
-class TestJaxAugmentJittedAndNot(chex.TestCase):
+class TestChexVariantsJaxAugmentJittedAndNot(chex.TestCase):
     """The JAX augmentation is traced into the training programs: the same pixels jitted as eager."""
 
     @chex.variants(with_jit=True, without_jit=True)

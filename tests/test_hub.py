@@ -57,10 +57,12 @@ def test_a_depth_without_weights_is_a_clear_error():
 
 
 def test_pretrained_prefers_the_longest_finished_schedule(tmp_path):
-    def run(name, iterations, error, steps=None, n_train=45_000):
+    def run(name, iterations, error, steps=None, n_train=45_000, **departures):
         folder = tmp_path / name / "checkpoints"
         folder.mkdir(parents=True)
         (folder / "final.safetensors").write_bytes(b"")
+        (tmp_path / name / "config.json").write_text(json.dumps(
+            {"recipe": {"depth": 32, "iterations": iterations, **departures}}))
         (tmp_path / name / "final.json").write_text(json.dumps(
             {"depth": 32, "iterations": iterations, "steps_completed": steps or iterations,
              "final_test_error": error, "n_train_images": n_train}))
@@ -71,6 +73,8 @@ def test_pretrained_prefers_the_longest_finished_schedule(tmp_path):
     assert pretrained_weights(32, tmp_path).parent.parent.name == "a-2000it"
     run("d-64k", 64000, 0.078, n_train=50_000)
     run("e-64k", 64000, 0.075, n_train=50_000)
+    assert pretrained_weights(32, tmp_path).parent.parent.name == "e-64k"
+    run("f-64k-ablation", 64000, 0.070, n_train=50_000, bn_eps=0.1)  # an ablation is not the paper's network
     assert pretrained_weights(32, tmp_path).parent.parent.name == "e-64k"
     with pytest.raises(weights.WeightsError, match="pretrained: ResNet-32"):
         pretrained_weights(56, tmp_path)

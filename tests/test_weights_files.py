@@ -94,8 +94,11 @@ def bad_files(folder: Path, victim: Path) -> dict:
     return files
 
 
-def assert_one_line_error(code, path: Path, words):
-    message = str(code)
+def assert_one_line_error(error, path: Path, words):
+    """`error`: the SystemExit an entry point raised (exit status 2, the user's error), or a process's stderr."""
+    if isinstance(error, SystemExit):
+        assert error.code == 2, error.code
+    message = str(error)
     assert message.startswith("error: ") and "\n" not in message and "Traceback" not in message, message
     assert str(path) in message, message
     for word in words:
@@ -109,7 +112,7 @@ def test_evaluate_refuses_bad_files_in_one_line_running_nothing(backend, tmp_pat
     for name, (path, words) in bad_files(tmp_path / "files", victim).items():
         with pytest.raises(SystemExit) as stopped:
             EVALUATES[backend].main(["--checkpoint", str(path), "--data-dir", str(tmp_path / "unused")])
-        assert_one_line_error(stopped.value.code, path, words)
+        assert_one_line_error(stopped.value, path, words)
     assert victim.read_text() == "keep me"
 
 
@@ -120,7 +123,7 @@ def test_convert_refuses_bad_files_without_a_traceback(tmp_path):
         out = tmp_path / "out.safetensors"
         result = subprocess.run([sys.executable, str(ROOT / "scripts" / "convert.py"), str(path), str(out)],
                                 capture_output=True, text=True, timeout=300)
-        assert result.returncode != 0 and not out.exists(), name
+        assert result.returncode == 2 and not out.exists(), (name, result.returncode)
         assert_one_line_error(result.stderr.strip(), path, words)
     assert victim.read_text() == "keep me"
 
@@ -141,7 +144,7 @@ def test_resume_from_a_damaged_checkpoint_is_one_line_and_changes_nothing(backen
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as stopped:
         TRAINERS[backend].main(["--resume", "--run-dir", str(run), "--no-progress"])
-    assert_one_line_error(stopped.value.code, checkpoint, ())
+    assert_one_line_error(stopped.value, checkpoint, ())
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
@@ -154,7 +157,7 @@ def test_resume_with_another_networks_checkpoint_is_one_line_and_changes_nothing
     before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as stopped:
         TRAINERS[backend].main(["--resume", "--run-dir", str(tmp_path / "run"), "--no-progress"])
-    assert_one_line_error(stopped.value.code, checkpoint, ("not a checkpoint of this run's",))
+    assert_one_line_error(stopped.value, checkpoint, ("not a checkpoint of this run's",))
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
 
 
@@ -178,5 +181,5 @@ def test_resume_after_a_kill_mid_record_and_a_damaged_metrics_file(backend, runs
     before = {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as stopped:
         TRAINERS[backend].main(["--resume", "--run-dir", str(damaged), "--no-progress"])
-    assert_one_line_error(stopped.value.code, damaged / "metrics.jsonl", ("line 1",))
+    assert_one_line_error(stopped.value, damaged / "metrics.jsonl", ("line 1",))
     assert {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file()} == before

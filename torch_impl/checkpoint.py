@@ -109,7 +109,10 @@ def read_neutral(path) -> tuple[dict, dict]:
 def load_any(path, device="cpu") -> tuple[torch.nn.Module, dict]:
     """(model in eval mode, metadata) from any weights file weights.read_any reads: either backend's
     checkpoint or a neutral .safetensors file."""
+    from cifar_core.evaluation import recipe_of
+
     from .model import resnet
 
     tensors, depth, metadata = weights.read_any(path)
-    return from_neutral(resnet(depth), tensors).to(device).eval(), metadata
+    options = recipe_of(metadata, path).model_options()  # BN's eps, a ReLU on the logits, ...: the eval-mode net
+    return from_neutral(resnet(depth, **options), tensors).to(device).eval(), metadata

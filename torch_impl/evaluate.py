@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 
-from cifar_core import evaluation, weights
+from cifar_core import cli, evaluation, weights
 from cifar_core.data import DataError
 
 from . import checkpoint
@@ -19,9 +18,11 @@ def main(argv=None) -> float:
     path = Path(args.checkpoint)
     try:
         model, metadata = checkpoint.load_any(path)
-        images, labels = evaluation.test_set(evaluation.recipe_of(metadata), args.data_dir)
+        recipe = evaluation.recipe_of(metadata, path)
+        images, labels = evaluation.test_set(recipe, args.data_dir, args.subtract_mean, args.data_source,
+                                             args.tfds_data_dir)
     except (FileNotFoundError, DataError, weights.WeightsError) as error:
-        sys.exit(f"error: {error}")
+        cli.fail(error)
     error = evaluate(model, images, labels, args.batch_size, torch.device("cpu"))
     print(f"{path}: test error {100 * error:.2f}% on {len(labels)} images")
     return error

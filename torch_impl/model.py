@@ -25,19 +25,25 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cifar_core.recipe import DOWNSAMPLING
+
 STAGE_WIDTHS = (16, 32, 64)
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int):
+    def __init__(self, in_planes: int, planes: int, stride: int, bn_eps: float = BN_EPS,
+                 bn_momentum: float = BN_MOMENTUM, downsample: str = "stride"):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes, eps=BN_EPS, momentum=BN_MOMENTUM)
+        # downsample="maxpool": a block that halves the resolution max-pools its input 2x2 first, both branches
+        # then see the pooled map and the conv has stride 1; "none": it does not halve it (ablation, question 5).
+        self.pool = stride == 2 and downsample == "maxpool"
+        self.stride = stride if downsample == "stride" else 1
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=self.stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes, eps=bn_eps, momentum=bn_momentum)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes, eps=BN_EPS, momentum=BN_MOMENTUM)
-        self.stride = stride
+        self.bn2 = nn.BatchNorm2d(planes, eps=bn_eps, momentum=bn_momentum)
         self.extra_channels = planes - in_planes
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,25 +53,35 @@ class BasicBlock(nn.Module):
         return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))  # zeros after the existing channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool:
+            x = F.max_pool2d(x, 2)
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
 
 
 class ResNet(nn.Module):
-    def __init__(self, depth: int = 32, num_classes: int = 10):
+    """The paper's network; the keyword options (Recipe.model_options) default to it and exist for the
+    ablations (results/ablations.md): BN's eps and momentum, how stages downsample, a ReLU on the logits."""
+
+    def __init__(self, depth: int = 32, num_classes: int = 10, *, logit_relu: bool = False, bn_eps: float = BN_EPS,
+                 bn_momentum: float = BN_MOMENTUM, downsample: str = "stride"):
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth {depth} is not 6n+2 (8, 20, 32, 44, 56, 110, ...)")
+        if downsample not in DOWNSAMPLING:
+            raise ValueError(f"downsample {downsample!r}: choose one of {', '.join(DOWNSAMPLING)}")
         n = (depth - 2) // 6
         self.depth = depth
+        self.logit_relu = logit_relu
         self.conv1 = nn.Conv2d(3, STAGE_WIDTHS[0], 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0], eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0], eps=bn_eps, momentum=bn_momentum)
         in_planes = STAGE_WIDTHS[0]
         for stage, width in enumerate(STAGE_WIDTHS, start=1):
             blocks = []
             for j in range(n):
-                blocks.append(BasicBlock(in_planes, width, stride=2 if stage > 1 and j == 0 else 1))
+                blocks.append(BasicBlock(in_planes, width, 2 if stage > 1 and j == 0 else 1, bn_eps, bn_momentum,
+                                         downsample))
                 in_planes = width
             self.add_module(f"layer{stage}", nn.Sequential(*blocks))
         self.fc = nn.Linear(STAGE_WIDTHS[-1], num_classes)
@@ -86,16 +102,29 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        logits = self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        return F.relu(logits) if self.logit_relu else logits
 
 
-def resnet(depth: int, seed: int | None = None) -> ResNet:
-    """A freshly initialised ResNet-`depth`; with `seed`, its weights depend on nothing else."""
+def resnet(depth: int, seed: int | None = None, **options) -> ResNet:
+    """A freshly initialised ResNet-`depth` (`options`: ResNet's keyword options); with `seed`, its weights depend
+    on nothing else."""
     if seed is None:
-        return ResNet(depth)
+        return ResNet(depth, **options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return ResNet(depth)
+        return ResNet(depth, **options)
+
+
+def build(recipe, seed: int | None = None) -> nn.Module:
+    """The network a recipe trains: the paper's ResNet-(6n+2) with its model options, or, for the ablation of
+    question 6, torchvision's ImageNet ResNet-18 layout (torch_impl/imagenet_resnet.py)."""
+    if recipe.architecture == "imagenet-resnet18":
+        from .imagenet_resnet import resnet18
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed if seed is None else seed)
+            return resnet18()
+    return resnet(recipe.depth, recipe.seed if seed is None else seed, **recipe.model_options())
 
 
 def count_parameters(model: nn.Module) -> int:

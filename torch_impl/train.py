@@ -23,12 +23,15 @@ from cifar_core.plan import CROP, PAD, eval_batches
 from cifar_core.run import RunDir, default_run_dir
 
 from . import checkpoint
-from .model import convert_to_cross_rank_bn, count_parameters, resnet
+from .model import build, convert_to_cross_rank_bn, count_parameters
 
 BACKEND = "torch_impl"
 
 
 def make_optimizer(model: torch.nn.Module, recipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":  # an ablation (results/ablations.md, question 1); L2 decay coupled, as SGD's
+        return torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8,
+                                weight_decay=recipe.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                            weight_decay=recipe.weight_decay)
 
@@ -152,7 +155,7 @@ def run(args, stop: StopSignal) -> dict | None:
                      write=rank == 0)
     data = cli.load_data(args, recipe, run_dir)
 
-    model = resnet(recipe.depth, seed=recipe.seed).to(device)
+    model = build(recipe).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if args.sync_bn and world > 1:  # before the optimizer is built: the BN layers are new modules
@@ -179,6 +182,10 @@ def run(args, stop: StopSignal) -> dict | None:
         checkpoint.save(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, model, optimizer, step,
                         {"seed": recipe.seed, "step": step, "epoch": step // data.train.steps_per_epoch},
                         tracker.checkpoint_state(step), recipe.to_dict())
+
+    def export(name, step):
+        if recipe.architecture == "cifar":  # the neutral format holds the paper's ResNet-(6n+2) only
+            checkpoint.export_neutral(run_dir.checkpoints / name, model, {"step": step, "recipe": recipe.to_dict()})
 
     def evaluate_all():
         return (evaluate(eval_model, data.val_images, data.val_labels, recipe.eval_batch_size, device, channels_last),
@@ -216,8 +223,7 @@ def run(args, stop: StopSignal) -> dict | None:
                 if rank == 0:
                     val_error, test_error = evaluate_all()
                     if tracker.log_eval(step, val_error, test_error):
-                        checkpoint.export_neutral(run_dir.checkpoints / "best.safetensors", model,
-                                                  {"step": step, "recipe": recipe.to_dict()})
+                        export("best.safetensors", step)
                     save_checkpoint(step)
         if should_stop(stop, world, device):
             with tracker.paused():
@@ -229,10 +235,9 @@ def run(args, stop: StopSignal) -> dict | None:
         return None
     val_error, test_error = evaluate_all()
     if tracker.log_eval(step, val_error, test_error):
-        checkpoint.export_neutral(run_dir.checkpoints / "best.safetensors", model,
-                                  {"step": step, "recipe": recipe.to_dict()})
+        export("best.safetensors", step)
     save_checkpoint(step)
-    checkpoint.export_neutral(run_dir.checkpoints / "final.safetensors", model, {"step": step, "recipe": recipe.to_dict()})
+    export("final.safetensors", step)
     final = tracker.finish(step, val_error, test_error, count_parameters(eval_model), data.info["n_train"])
     run_dir.write_final(final)
     return final

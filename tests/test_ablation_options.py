@@ -1,0 +1,154 @@
+"""The trainers' departures from the paper, for the ablations (results/ablations.md, scripts/ablations.py): each
+reaches the run's recipe, its weights file and both evaluates; none is on by default; a run recorded before they
+existed still resumes; a departure resumes exactly (Adam's state included) and may not change on --resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cifar_core import data, evaluation, pipeline, plan, synthetic
+from cifar_core.recipe import DEPARTURES, Recipe
+from cifar_core.run import RunDir, RunDirError, read_metrics
+
+import jax_impl.evaluate
+import jax_impl.train
+import torch_impl.evaluate
+import torch_impl.train
+from torch_impl.checkpoint import load_any
+from torch_impl.imagenet_resnet import resnet18
+from torch_impl.model import build, count_parameters, resnet
+
+TRAINERS = {"torch_impl": torch_impl.train, "jax_impl": jax_impl.train}
+EVALUATES = {"torch_impl": torch_impl.evaluate, "jax_impl": jax_impl.evaluate}
+TINY = ["--depth", "8", "--batch-size", "16", "--log-every", "1", "--no-progress"]
+# Every departure of the model, optimiser and data at once (the ReLU on the logits apart: see below).
+DEPARTING = ["--optimizer", "adam", "--lr", "0.001", "--bn-eps", "1e-3", "--bn-momentum", "0.01",
+             "--downsample", "maxpool", "--no-augment", "--no-mean-subtraction"]
+pytestmark = pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    synthetic.write_archive(tmp_path / "data", train_per_batch=40, test_size=40)  # 180 train, 20 val, 40 test
+    return str(tmp_path / "data")
+
+
+def train(backend, data_dir, run_dir, *flags):
+    return TRAINERS[backend].main([*TINY, "--data-dir", data_dir, "--run-dir", str(run_dir), *flags])
+
+
+def losses(run_dir):
+    return [r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "train"]
+
+
+def test_the_defaults_are_the_papers():
+    assert Recipe().departures() == {}
+    assert Recipe().model_options() == {"logit_relu": False, "bn_eps": 1e-5, "bn_momentum": 0.1, "downsample": "stride"}
+    assert Recipe(optimizer="adam", bn_eps=0.1).departures() == {"optimizer": "adam", "bn_eps": 0.1}
+    # the default network is the paper's, parameter for parameter and value for value
+    paper, default = build(Recipe(depth=20)), resnet(20, seed=0)
+    assert count_parameters(paper) == 269_722
+    assert all(torch.equal(a, b) for a, b in zip(paper.state_dict().values(), default.state_dict().values()))
+
+
+@pytest.mark.parametrize("field, value, flag", [
+    ("optimizer", "rmsprop", "--optimizer"), ("downsample", "avgpool", "--downsample"),
+    ("architecture", "vgg16", "--architecture"), ("bn_eps", 0.0, "--bn-eps"), ("bn_momentum", 0.99 + 1, "--bn-momentum"),
+    ("bn_momentum", 0.0, "--bn-momentum")])
+def test_a_bad_departure_is_a_one_line_error_naming_its_flag(field, value, flag):
+    with pytest.raises(ValueError, match=flag) as error:
+        Recipe(**{field: value})
+    assert "\n" not in str(error.value)
+
+
+def test_a_run_recorded_before_the_departures_existed_resumes_as_the_papers(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = {k: v for k, v in Recipe().to_dict().items() if k not in DEPARTURES}
+    (run / "config.json").write_text(json.dumps({"backend": "torch_impl", "recipe": saved}))
+    RunDir(run, "torch_impl", Recipe(), resume=True)  # no "different recipe"
+    with pytest.raises(RunDirError, match="bn_eps"):
+        RunDir(run, "torch_impl", Recipe(bn_eps=0.1), resume=True)
+
+
+def test_no_augment_feeds_the_planned_images_as_they_are():
+    images = np.random.default_rng(0).normal(size=(64, 32, 32, 3)).astype(np.float32)
+    labels = np.arange(64) % 10
+    plain = plan.TrainStream(images, labels, seed=3, batch_size=16, augment=False)
+    augmented = plan.TrainStream(images, labels, seed=3, batch_size=16)
+    for step in range(6):
+        batch, _ = plain.batch(step)
+        np.testing.assert_array_equal(batch, images[plain.plan(step).rows])
+        np.testing.assert_array_equal(plain.plan(step).rows, augmented.plan(step).rows)  # the same order
+        assert not np.array_equal(augmented.batch(step)[0], batch)
+
+
+def test_no_mean_subtraction_feeds_pixels_in_0_1_to_training_and_evaluation(data_dir):
+    dataset = data.load(data_dir)
+    raw = np.asarray(dataset.test_images, np.float32) / np.float32(255)
+    plain = pipeline.build(Recipe(batch_size=16, subtract_mean=False), dataset=dataset)
+    paper = pipeline.build(Recipe(batch_size=16), dataset=dataset)
+    np.testing.assert_array_equal(plain.test_images, raw)
+    np.testing.assert_array_equal(plain.train.images, np.asarray(dataset.train_images, np.float32)[
+        data.make_splits(dataset).train_indices] / np.float32(255))
+    assert np.abs(paper.test_images - raw).max() > 0.1
+    # evaluate: as the weights' recipe fed the images, unless told to leave the mean in (question 3)
+    np.testing.assert_array_equal(evaluation.test_set(Recipe(), data_dir)[0], paper.test_images)
+    np.testing.assert_array_equal(evaluation.test_set(Recipe(), data_dir, subtract_mean=False)[0], raw)
+    np.testing.assert_array_equal(evaluation.test_set(Recipe(subtract_mean=False), data_dir)[0], raw)
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_departures_reach_the_run_its_weights_and_both_evaluates(backend, data_dir, tmp_path):
+    run = tmp_path / "run"
+    final = train(backend, data_dir, run, "--iterations", "4", *DEPARTING)
+    recipe = Recipe.from_dict(json.loads((run / "config.json").read_text())["recipe"])
+    assert recipe.lr == 0.001 and recipe.departures() == {
+        "optimizer": "adam", "bn_eps": 1e-3, "bn_momentum": 0.01, "downsample": "maxpool", "augment": False,
+        "subtract_mean": False}
+    weights = run / "checkpoints" / "final.safetensors"
+    model, _ = load_any(weights)
+    assert model.layer2[0].pool and model.bn1.eps == 1e-3 and model.bn1.momentum == 0.01
+    for evaluate in EVALUATES.values():  # each builds the run's network and feeds the images as it was fed
+        assert evaluate.main(["--checkpoint", str(weights), "--data-dir", data_dir]) == final["final_test_error"]
+
+
+def test_a_relu_on_the_logits_reaches_the_network_and_its_weights(data_dir, tmp_path):
+    train("torch_impl", data_dir, tmp_path / "run", "--iterations", "2", "--logit-relu")
+    model, _ = load_any(tmp_path / "run" / "checkpoints" / "final.safetensors")
+    assert model.logit_relu
+    assert (model(torch.randn(8, 3, 32, 32)) >= 0).all()
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_an_adam_run_resumes_exactly_and_keeps_its_departures(backend, data_dir, tmp_path):
+    flags = ("--iterations", "6", "--eval-every", "3", "--optimizer", "adam", "--lr", "0.001", "--no-augment")
+    train(backend, data_dir, tmp_path / "whole", *flags)
+    sliced = tmp_path / "sliced"
+    with pytest.raises(SystemExit) as stopped:
+        train(backend, data_dir, sliced, *flags, "--time-budget", "0")
+    assert stopped.value.code == 75
+    with pytest.raises(SystemExit) as refused:
+        train(backend, data_dir, sliced, "--resume", "--optimizer", "sgd")
+    assert refused.value.code == 2 and "optimizer" in str(refused.value)
+    TRAINERS[backend].main(["--resume", "--run-dir", str(sliced), "--no-progress"])
+    assert losses(sliced) == losses(tmp_path / "whole")  # Adam's moments and step count came back bit for bit
+
+
+def test_the_imagenet_resnet18_is_torchvisions_layout_and_trains_in_torch_only(data_dir, tmp_path, capsys):
+    model = resnet18()
+    assert count_parameters(model) == 11_181_642  # torchvision.models.resnet18(num_classes=10)
+    assert [name for name, _ in model.named_children()] == ["conv1", "bn1", "maxpool", "layer1", "layer2", "layer3",
+                                                            "layer4", "fc"]
+    assert model.layer2[0].downsample is not None and model.layer1[0].downsample is None
+    final = train("torch_impl", data_dir, tmp_path / "run", "--iterations", "2", "--architecture", "imagenet-resnet18")
+    assert final["parameters"] == 11_181_642 and final["steps_completed"] == 2
+    assert not (tmp_path / "run" / "checkpoints" / "final.safetensors").exists()  # not the neutral format's network
+    with pytest.raises(SystemExit) as refused:
+        train("jax_impl", data_dir, tmp_path / "jax", "--iterations", "2", "--architecture", "imagenet-resnet18")
+    assert refused.value.code == 2 and "torch_impl only" in capsys.readouterr().err
+    assert not (tmp_path / "jax").exists()

@@ -1,0 +1,112 @@
+"""scripts/ablations.py end to end on a tiny archive and schedule: it trains the variants it is given (resuming one
+that a time budget stopped), evaluates the baseline without mean subtraction, records a diverged run, and writes
+the report with a row per variant, an answer per question and a figure per question."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cifar_core import synthetic
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("ablations", ROOT / "scripts" / "ablations.py")
+ablations = importlib.util.module_from_spec(spec)
+sys.modules["ablations"] = ablations  # dataclasses look their module up while the script's classes are made
+spec.loader.exec_module(ablations)
+
+TINY_SCHEDULE = {"depth": 8, "iterations": 4, "batch_size": 16, "eval_every": 2, "log_every": 1}
+TINY_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_SCHEDULE.items()]
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    """Three variants trained by `run`, one of them first stopped by a time budget and continued by `run`."""
+    root = tmp_path_factory.mktemp("ablations")
+    synthetic.write_archive(root / "data", train_per_batch=40, test_size=40)
+    runs = root / "runs"
+    stopped = runs / "adam-lr0.001"
+    stopped.mkdir(parents=True)
+    command = ablations.trainer_command(ablations.BY_NAME["adam-lr0.001"], stopped, TINY_SCHEDULE,
+                                        str(root / "data"), 0)
+    assert subprocess.run(command, cwd=ROOT, capture_output=True, timeout=600).returncode == 75
+    assert ablations.state_of(stopped) == "started"
+    done = subprocess.run([sys.executable, "scripts/ablations.py", "run", "--runs", str(runs), "--data-dir",
+                           str(root / "data"), "--only", "baseline,baseline-seed1,adam-lr0.001", "--jobs", "1",
+                           *TINY_FLAGS], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root, runs, done.stdout
+
+
+def test_run_trains_the_variants_it_is_given_and_resumes_a_stopped_one(tiny_set):
+    _, runs, out = tiny_set
+    for name in ("baseline", "baseline-seed1", "adam-lr0.001"):
+        assert ablations.state_of(runs / name) == "finished", name
+        assert f"{name}: finished" in out
+        assert not (runs / name / "checkpoints" / "last.pt").exists()  # finished: the resumable state goes
+        assert (runs / name / "checkpoints" / "final.safetensors").is_file()
+    config = json.loads((runs / "adam-lr0.001" / "config.json").read_text())
+    assert config["recipe"]["optimizer"] == "adam" and config["recipe"]["lr"] == 0.001
+    assert [s["stopped"] for s in config["slices"]] == ["time budget", "finished"]
+    assert json.loads((runs / "baseline-seed1" / "config.json").read_text())["recipe"]["seed"] == 1
+    assert not (runs / "logit-relu").exists()
+
+
+def test_run_evaluates_the_baseline_without_mean_subtraction(tiny_set):
+    _, runs, _ = tiny_set
+    record = json.loads((runs / "baseline" / "evaluations.json").read_text())
+    final = json.loads((runs / "baseline" / "final.json").read_text())
+    assert record["test_error"] == final["final_test_error"]  # the same weights, images fed as in training
+    assert 0 <= record["test_error_without_mean_subtraction"] <= 1 and record["git"]["commit"]
+    assert 0.3 < record["mean_image_average"] < 0.7  # the synthetic images' mean pixel, on the 0-1 scale
+
+
+def test_a_nan_loss_is_recorded_as_diverged(tmp_path):
+    run = tmp_path / "adam-lr0.1"
+    run.mkdir()
+    (run / "train.log").write_text("step 1000: ...\nerror: training loss became nan between steps 51 and 100; "
+                                   "stopped. no checkpoint had been written yet. Lower --lr or check the data.\n")
+    record = ablations.record_divergence(run)
+    assert record["loss"] == "nan" and record["between_steps"] == [51, 100]
+    assert ablations.state_of(run) == "diverged"
+    assert ablations.record_divergence(tmp_path) is None
+
+
+def test_report_has_a_row_per_variant_and_an_answer_and_figure_per_question(tiny_set, tmp_path):
+    _, runs, _ = tiny_set
+    out = tmp_path / "ablations.md"
+    done = subprocess.run([sys.executable, "scripts/ablations.py", "report", "--runs", str(runs), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    for variant in ablations.VARIANTS:
+        assert f"[{variant.name}](" in text, variant.name
+    assert text.count("| not run |") == len(ablations.VARIANTS) - 3
+    for q in ablations.QUESTIONS:
+        assert f"## {q.number}. {q.title}" in text
+    assert "SGD with momentum at lr 0.1 reaches" in text and "Adam at lr 0.001" in text
+    assert "tested without mean subtraction" in text
+    assert "75,290" in text and "269,722" in text  # ResNet-8 as run here; ResNet-20 for the variants not run
+    assert "11,181,642" in text  # the ImageNet ResNet-18, counted before it is run
+    figures = tmp_path / "ablations-figures"
+    assert (figures / "q1-optimizer.png").is_file() and (figures / "q3-test-mean.png").is_file()
+
+
+def test_report_without_runs_is_a_one_line_error(tmp_path):
+    done = subprocess.run([sys.executable, "scripts/ablations.py", "report", "--runs", str(tmp_path / "none"),
+                           "--out", str(tmp_path / "a.md")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert not (tmp_path / "a.md").exists()
+
+
+def test_the_set_answers_every_question_from_named_variants():
+    names = {v.name for v in ablations.VARIANTS}
+    assert len(names) == len(ablations.VARIANTS)
+    for q in ablations.QUESTIONS:
+        assert q.variants[0] == "baseline" and set(q.variants) <= names
+    assert {n for q in ablations.QUESTIONS for n in q.variants} | {"baseline-seed1"} == names
