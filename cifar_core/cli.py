@@ -138,34 +138,28 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     return dataclasses.replace(PRESETS[args.preset or "paper"], **overrides)
 
 
-def data_dir_from_args(args: argparse.Namespace) -> str | None:
-    """--data-dir; on --resume without it, the folder the run's data came from, where it still exists (else the
-    usual search: $CIFAR10_DIR, the cache)."""
-    if args.data_dir or not args.resume:
-        return args.data_dir
-    source = read_config(args.run_dir, args.backend).get("data", {}).get("source")
-    folder = Path(source).parent if source else None
-    return str(folder) if folder is not None and folder.is_dir() else None
-
-
-def data_source_from_args(args: argparse.Namespace) -> tuple[str, str | None]:
-    """(--data-source, --tfds-data-dir); on --resume without --data-source, the run's: a run that read a TFDS
-    copy reads it again, from the folder it was in where that still exists."""
-    source, tfds_dir = args.data_source, args.tfds_data_dir
-    if source is None and getattr(args, "resume", False):
-        saved = read_config(args.run_dir, args.backend).get("data", {}).get("source") or ""
-        if saved.startswith("tfds:"):
+def data_location(args: argparse.Namespace, saved: dict | None) -> tuple[str | None, str, str | None]:
+    """(data folder, data source, TFDS data folder) to read. Flags given win; on --resume (`saved`: the run's
+    config.json, as RunDir read it) the rest come from where the run's data came from: the archive's folder, or a
+    TFDS copy read again from the folder it was in, where those still exist (else the usual search: $CIFAR10_DIR,
+    the cache, ~/tensorflow_datasets)."""
+    data_dir, source, tfds_dir = args.data_dir, args.data_source, args.tfds_data_dir
+    saved_source = ((saved or {}).get("data") or {}).get("source") or ""
+    if saved_source.startswith("tfds:"):
+        if source is None:
             source = "tfds"
-            root = Path(saved[len("tfds:"):]).parent.parent  # <root>/cifar10/<version>
+            root = Path(saved_source[len("tfds:"):]).parent.parent  # <root>/cifar10/<version>
             tfds_dir = tfds_dir or (str(root) if root.is_dir() else None)
-    return source or "auto", tfds_dir
+    elif saved_source and data_dir is None:
+        folder = Path(saved_source).parent
+        data_dir = str(folder) if folder.is_dir() else None
+    return data_dir, source or "auto", tfds_dir
 
 
 def load_data(args: argparse.Namespace, recipe: Recipe, run: RunDir) -> pipeline.Pipeline:
     """The data the trainer reads; on --resume checked to be the data the run started on."""
-    source, tfds_dir = data_source_from_args(args)
-    dataset = data.load(data_dir_from_args(args), source=source, tfds_data_dir=tfds_dir)
-    built = pipeline.build(recipe, dataset=dataset)
+    data_dir, source, tfds_dir = data_location(args, run.saved)
+    built = pipeline.build(recipe, dataset=data.load(data_dir, source=source, tfds_data_dir=tfds_dir))
     run.check_data(built.info)
     return built
 

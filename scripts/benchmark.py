@@ -330,10 +330,6 @@ def bench_torch(depth, batch_size, pool, stream, data_on_device, device, channel
 
     time_calls(forward, warmup)
     evaluation = Stats(time_calls(lambda i: forward(warmup + i), steps))
-    del model, optimizer, next_batch, step, forward  # and with them the device copy of the train split
-    gc.collect()
-    if cuda:
-        torch.cuda.empty_cache()
     return train, evaluation, async_mean
 
 
@@ -402,9 +398,16 @@ def bench_jax(depth, batch_size, pool, stream, data_on_device, warmup, steps, as
     warm = time_calls(forward, warmup)
     compile_times["eval first call (incl. compile)"] = warm[0]
     evaluation = Stats(time_calls(lambda i: forward(warmup + i), steps))
-    del state, variables, batch
-    gc.collect()
     return train, evaluation, async_mean, compile_times
+
+
+def release_memory(device) -> None:
+    """Free what one backend's benchmark held (model, optimiser state, the device copy of the train split) before
+    the next starts: its locals went with its return; the collector takes any cycles, then PyTorch's cache goes."""
+    gc.collect()
+    if device.type == "cuda":
+        import torch
+        torch.cuda.empty_cache()
 
 
 # ----------------------------------------------------------------------------------------------- pipeline
@@ -576,6 +579,7 @@ def main(argv=None) -> None:
                     train, evaluation, async_mean = bench_torch(args.depth, batch_size, pool, stream, data_on_device,
                                                                 device, backend == "torch_cl", args.warmup,
                                                                 round_steps, async_steps)
+                release_memory(device)
                 timings[backend]["train"] += train.times
                 timings[backend]["eval"] += evaluation.times
                 if async_mean is not None:

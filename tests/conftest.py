@@ -50,6 +50,14 @@ def _isolated_data_env(request, tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def data_dir(tmp_path) -> str:
+    """A synthetic CIFAR-10 archive for the trainers (180 train, 20 val, 40 test images; tests/trainer_runs.py)."""
+    from trainer_runs import write_data  # imports both trainers: only the tests that train pay for it
+
+    return write_data(tmp_path / "data")
+
+
+@pytest.fixture
 def cache_dir(_isolated_data_env) -> Path:
     """The tmp folder $RESNET_CIFAR_CACHE points at for this test."""
     return _isolated_data_env

@@ -10,39 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_core import data, evaluation, pipeline, plan, synthetic
+from cifar_core import data, evaluation, pipeline, plan
 from cifar_core.recipe import DEPARTURES, Recipe
-from cifar_core.run import RunDir, RunDirError, read_metrics
+from cifar_core.run import RunDir, RunDirError
 
-import jax_impl.evaluate
-import jax_impl.train
-import torch_impl.evaluate
-import torch_impl.train
 from torch_impl.checkpoint import load_any
 from torch_impl.imagenet_resnet import resnet18
 from torch_impl.model import build, count_parameters, resnet
+from trainer_runs import EVALUATES, TRAINERS, losses, train
 
-TRAINERS = {"torch_impl": torch_impl.train, "jax_impl": jax_impl.train}
-EVALUATES = {"torch_impl": torch_impl.evaluate, "jax_impl": jax_impl.evaluate}
-TINY = ["--depth", "8", "--batch-size", "16", "--log-every", "1", "--no-progress"]
 # Every departure of the model, optimiser and data at once (the ReLU on the logits apart: see below).
 DEPARTING = ["--optimizer", "adam", "--lr", "0.001", "--bn-eps", "1e-3", "--bn-momentum", "0.01",
              "--downsample", "maxpool", "--no-augment", "--no-mean-subtraction"]
 pytestmark = pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
-
-
-@pytest.fixture
-def data_dir(tmp_path):
-    synthetic.write_archive(tmp_path / "data", train_per_batch=40, test_size=40)  # 180 train, 20 val, 40 test
-    return str(tmp_path / "data")
-
-
-def train(backend, data_dir, run_dir, *flags):
-    return TRAINERS[backend].main([*TINY, "--data-dir", data_dir, "--run-dir", str(run_dir), *flags])
-
-
-def losses(run_dir):
-    return [r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "train"]
 
 
 def test_the_defaults_are_the_papers():

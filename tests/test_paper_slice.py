@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ TINY = "--depth 8 --batch-size 16 --iterations 4 --eval-every 2 --log-every 1"
 
 def slice_(tmp_path, budget):
     env = {**os.environ, "PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"), "DATA_DIR": str(tmp_path / "data"),
-           "START_FLAGS": TINY, "PYTHONWARNINGS": "ignore"}
+           "START_FLAGS": TINY, "PYTHONWARNINGS": "ignore",
+           "TAKEOVER_MIN_S": "1000000000"}  # slices exactly as budgeted; the takeover's tests use a stand-in trainer
     env.pop("XLA_FLAGS", None)  # one CPU device, as in a real slice (conftest's four are for the other tests)
     return subprocess.run(["bash", str(ROOT / "scripts" / "paper_slice.sh"), budget], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
@@ -49,3 +51,70 @@ def test_slices_carry_both_runs_to_the_end(tmp_path):
         assert log.count("=== slice started") == 2 and "--resume --run-dir" in log
     third = slice_(tmp_path, "1h")
     assert third.returncode == 0 and third.stdout.count("finished; nothing to do") == 2
+
+
+# Stands in for `python -m <backend>.train ...` (and passes `python -c` on to Python): records how it was started,
+# then torch_impl "finishes" after a second, and jax_impl trains until SIGTERM (exit 143) or its --time-budget
+# in seconds (exit 75), unless it is continuing a run (--resume), which "finishes" at once.
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+[ "$1" = -c ] && exec "$REAL_PYTHON" "$@"
+backend=${2%.train}
+args=("$@")
+for i in "${!args[@]}"; do
+    case ${args[$i]} in --run-dir) run=${args[$((i + 1))]} ;; --time-budget) budget=${args[$((i + 1))]} ;; esac
+done
+echo "$backend threads=$OMP_NUM_THREADS cpus=$(taskset -pc $$ | cut -d: -f2 | tr -d ' ') budget=$budget $*" >> "$FAKE_LOG"
+if [ "$backend" = torch_impl ]; then sleep 1; exit 0; fi
+case " $* " in *" --resume "*) exit 0 ;; esac
+echo '{}' > "$run/config.json"
+trap 'exit 143' TERM
+end=$(( SECONDS + budget ))
+while [ "$SECONDS" -lt "$end" ]; do sleep 0.1; done
+exit 75
+"""
+needs_two_cores = pytest.mark.skipif((os.cpu_count() or 1) < 2 or not shutil.which("taskset"),
+                                     reason="the side-by-side placement needs two cores and taskset")
+
+
+def fake_slice(tmp_path, budget):
+    fake = tmp_path / "fake-python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "REAL_PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"),
+           "FAKE_LOG": str(tmp_path / "fake.log")}
+    env.pop("TAKEOVER_MIN_S", None)  # the default
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "paper_slice.sh"), budget], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    return done, (tmp_path / "fake.log").read_text().splitlines()
+
+
+@needs_two_cores
+def test_the_run_left_alone_continues_on_every_core(tmp_path):
+    done, started = fake_slice(tmp_path, "3600")
+    assert done.returncode == 0, done.stdout + done.stderr
+    jax_run = tmp_path / "runs" / "jax_impl-resnet32-64k-seed0"
+    assert f"{jax_run}: stopping it to continue on all {os.cpu_count()} cores" in done.stdout
+    assert f"{jax_run}: finished" in done.stdout
+    torch_start, jax_start, jax_again = sorted(started, key=lambda line: (line.startswith("jax"), "--resume" in line))
+    assert torch_start.startswith("torch_impl threads=1 cpus=0 budget=3600 ")
+    assert jax_start.startswith("jax_impl threads=1 cpus=1 budget=3600 ") and "--preset paper" in jax_start
+    assert jax_again.startswith(f"jax_impl threads={os.cpu_count()} ") and "--resume --run-dir" in jax_again
+    assert "cpus=1 " not in jax_again  # unpinned
+    assert 3000 < int(jax_again.split("budget=")[1].split()[0]) < 3600  # what is left of the slice's budget
+    assert (jax_run / "train.log").read_text().count("=== slice started") == 2
+
+
+@needs_two_cores
+def test_no_restart_when_little_of_the_budget_is_left(tmp_path):
+    done, started = fake_slice(tmp_path, "3")
+    assert done.returncode == 75, done.stdout + done.stderr
+    assert "stopping it to continue" not in done.stdout and len(started) == 2
+    assert "jax_impl-resnet32-64k-seed0: stopped, resumable (exit 75)" in done.stdout
+
+
+def test_a_budget_that_is_no_duration_is_a_one_line_error(tmp_path):
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "paper_slice.sh"), "soon"], cwd=tmp_path,
+                          env={**os.environ, "PYTHON": sys.executable, "RUNS": str(tmp_path / "runs")},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("error: BUDGET soon is not a duration")
+    assert not (tmp_path / "runs").exists()

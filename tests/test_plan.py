@@ -314,6 +314,29 @@ def test_cli_resume_takes_the_recipe_from_the_run(tmp_path):
         parse("--resume", "--run-dir", str(tmp_path / "nowhere"))
 
 
+def test_cli_resume_reads_the_data_from_where_the_run_read_it(tmp_path):
+    args = lambda *argv: cli.build_parser("torch_impl").parse_args(list(argv))  # noqa: E731
+    archive_dir = tmp_path / "cifar"
+    archive_dir.mkdir()
+    archive = {"data": {"source": str(archive_dir / "cifar-10-python.tar.gz")}}
+    tfds_root = tmp_path / "tfds"
+    (tfds_root / "cifar10" / "3.0.2").mkdir(parents=True)
+    tfds = {"data": {"source": f"tfds:{tfds_root / 'cifar10' / '3.0.2'}"}}
+    assert cli.data_location(args(), None) == (None, "auto", None)  # a new run: the usual search
+    assert cli.data_location(args("--data-dir", "x", "--data-source", "archive"), None) == ("x", "archive", None)
+    assert cli.data_location(args("--resume"), archive) == (str(archive_dir), "auto", None)
+    assert cli.data_location(args("--resume", "--data-dir", "x"), archive) == ("x", "auto", None)  # flags win
+    assert cli.data_location(args("--resume"), tfds) == (None, "tfds", str(tfds_root))
+    assert cli.data_location(args("--resume", "--tfds-data-dir", "t"), tfds) == (None, "tfds", "t")
+    assert cli.data_location(args("--resume", "--data-source", "archive"), tfds) == (None, "archive", None)
+    archive_dir.rmdir()
+    for folder in (tfds_root / "cifar10" / "3.0.2", tfds_root / "cifar10", tfds_root):
+        folder.rmdir()
+    # where the run's copy has gone, the usual search (which says what it could not find)
+    assert cli.data_location(args("--resume"), archive) == (None, "auto", None)
+    assert cli.data_location(args("--resume"), tfds) == (None, "tfds", None)
+
+
 @pytest.mark.parametrize("text, seconds", [("5400", 5400), ("5400s", 5400), ("90m", 5400), ("2h20m", 8400),
                                            ("1h30m15s", 5415), ("0.5h", 1800), ("2:20:00", 8400), ("20:00", 1200)])
 def test_cli_time_budget_durations(text, seconds):

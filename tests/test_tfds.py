@@ -18,14 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import jax_impl.train
-import torch_impl.train
 from cifar_core import data, synthetic, tfds_data
 from cifar_core.run import read_metrics
+from trainer_runs import TRAINERS
 
 ROOT = Path(__file__).resolve().parent.parent
 PREPARE_PYTHON = os.environ.get("TFDS_PREPARE_PYTHON")
-TRAINERS = {"torch_impl": torch_impl.train, "jax_impl": jax_impl.train}
 needs_prepared = pytest.mark.skipif(not PREPARE_PYTHON, reason="no Python with TensorFlow to prepare a TFDS cifar10: "
                                                                "set TFDS_PREPARE_PYTHON (see .ci/run)")
 pytestmark = pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
@@ -121,6 +119,6 @@ def test_tfds_source_without_a_prepared_copy_is_a_one_line_error(tmp_path):
 
 def test_an_unknown_data_source_is_refused_by_the_trainers(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
-        jax_impl.train.main(["--data-source", "hdf5", "--run-dir", str(tmp_path / "run")])
+        TRAINERS["jax_impl"].main(["--data-source", "hdf5", "--run-dir", str(tmp_path / "run")])
     assert stopped.value.code == 2 and "--data-source" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

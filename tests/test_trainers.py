@@ -15,30 +15,14 @@ import numpy as np
 import pytest
 
 import cifar_core.pipeline
-from cifar_core import synthetic
 from cifar_core.run import read_metrics
 
 import jax_impl.train
 import torch_impl.train
+from trainer_runs import TINY, TRAINERS, losses, train, write_data
 
 ROOT = Path(__file__).resolve().parent.parent
-TRAINERS = {"torch_impl": torch_impl.train, "jax_impl": jax_impl.train}
 pytestmark = pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
-TINY = ["--depth", "8", "--batch-size", "16", "--log-every", "1", "--no-progress"]
-
-
-@pytest.fixture
-def data_dir(tmp_path):
-    synthetic.write_archive(tmp_path / "data", train_per_batch=40, test_size=40)  # 180 train, 20 val, 40 test
-    return str(tmp_path / "data")
-
-
-def train(backend, data_dir, run_dir, *flags):
-    return TRAINERS[backend].main([*TINY, "--data-dir", data_dir, "--run-dir", str(run_dir), *flags])
-
-
-def losses(run_dir):
-    return [r["loss"] for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r["kind"] == "train"]
 
 
 def wrap_steps(backend, monkeypatch, change):
@@ -192,10 +176,9 @@ def test_resume_refuses_other_flags_and_other_data(backend, data_dir, tmp_path):
         train(backend, data_dir, run, "--iterations", "12", "--resume")
     assert stopped.value.code == 2  # the exit status of an error of the user's making, as argparse's
     assert "different recipe" in str(stopped.value) and "iterations" in str(stopped.value)
-    other = tmp_path / "other"
-    synthetic.write_archive(other, train_per_batch=40, test_size=40, seed=1)
+    other = write_data(tmp_path / "other", seed=1)
     with pytest.raises(SystemExit) as stopped:
-        train(backend, str(other), run, "--resume")
+        train(backend, other, run, "--resume")
     assert "the data differ from the run's" in str(stopped.value)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 

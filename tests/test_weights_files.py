@@ -16,19 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_core import synthetic, weights
+from cifar_core import weights
 
-import jax_impl.evaluate
-import jax_impl.train
-import torch_impl.evaluate
-import torch_impl.train
 from torch_impl.model import resnet
 from torch_impl import checkpoint as torch_checkpoint
+from trainer_runs import EVALUATES, TRAINERS, write_data
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
-TRAINERS = {"torch_impl": torch_impl.train, "jax_impl": jax_impl.train}
-EVALUATES = {"torch_impl": torch_impl.evaluate, "jax_impl": jax_impl.evaluate}
 CHECKPOINT = {"torch_impl": "last.pt", "jax_impl": "last.msgpack"}
 
 
@@ -36,11 +31,11 @@ CHECKPOINT = {"torch_impl": "last.pt", "jax_impl": "last.msgpack"}
 def runs(tmp_path_factory):
     """A finished tiny run of each backend on a synthetic CIFAR-10: {backend: run dir}, and the data dir."""
     root = tmp_path_factory.mktemp("runs")
-    synthetic.write_archive(root / "data", train_per_batch=40, test_size=40)
+    data_dir = write_data(root / "data")
     for backend, trainer in TRAINERS.items():
         trainer.main(["--depth", "8", "--batch-size", "16", "--iterations", "4", "--no-progress",
-                      "--data-dir", str(root / "data"), "--run-dir", str(root / backend)])
-    return {b: root / b for b in TRAINERS}, str(root / "data")
+                      "--data-dir", data_dir, "--run-dir", str(root / backend)])
+    return {b: root / b for b in TRAINERS}, data_dir
 
 
 @pytest.mark.parametrize("reader", EVALUATES)

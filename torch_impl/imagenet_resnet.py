@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .model import he_init_
+
 WIDTHS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = 2
 
@@ -52,11 +54,7 @@ class ResNet18(nn.Module):
             self.add_module(f"layer{stage}", nn.Sequential(*blocks))
         self.fc = nn.Linear(WIDTHS[-1], num_classes)
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+            he_init_(module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))

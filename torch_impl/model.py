@@ -32,6 +32,16 @@ BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
 
 
+def he_init_(module: nn.Module) -> None:
+    """He normal (fan_out) for a conv, gamma 1 and beta 0 for a BN; other modules are left as they are. The
+    init of fb.resnet.torch and of torchvision's ResNets (torch_impl/imagenet_resnet.py uses it too)."""
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 class BasicBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int, bn_eps: float = BN_EPS,
                  bn_momentum: float = BN_MOMENTUM, downsample: str = "stride"):
@@ -89,12 +99,8 @@ class ResNet(nn.Module):
 
     def reset_parameters(self) -> None:
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
+            he_init_(module)
+            if isinstance(module, nn.Linear):
                 bound = 1.0 / math.sqrt(module.in_features)
                 nn.init.uniform_(module.weight, -bound, bound)
                 nn.init.zeros_(module.bias)
