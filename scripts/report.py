@@ -236,14 +236,21 @@ IN_PROGRESS_COLUMNS = ("Run", "Backend", "Depth", "Iterations", "Train images", 
                        "Hardware", "Commit")
 
 
+def progress_so_far(run: Run) -> tuple:
+    """(wall time so far, median training images/s, seconds the remaining steps take at that rate) of an
+    unfinished run, each None when its metrics do not tell."""
+    wall = max((r.get("wall_time") or 0 for r in run.metrics), default=None)
+    rates = sorted(r["images_per_s"] for r in run.metrics if r.get("kind") == "train" and r.get("images_per_s"))
+    rate = rates[len(rates) // 2] if rates else None
+    remaining = None if not rate else (run.iterations - run.last_step) * run.recipe.get("batch_size", 128) / rate
+    return wall, rate, remaining
+
+
 def in_progress_row(run: Run, out_dir: Path) -> list:
     link = Path(os.path.relpath(run.path, out_dir)).as_posix()
     recipe = run.recipe
     train_images = train_images_cell(run)
-    wall = max((r.get("wall_time") or 0 for r in run.metrics), default=None)
-    rates = sorted(r["images_per_s"] for r in run.metrics if r.get("kind") == "train" and r.get("images_per_s"))
-    rate = rates[len(rates) // 2] if rates else None
-    remaining = None if not rate else (run.iterations - run.last_step) * recipe.get("batch_size", 128) / rate
+    wall, rate, remaining = progress_so_far(run)
     hw, git = slices_hardware_and_commits(run)
     return [f"[{run.name}]({link}/)", run.backend, str(run.depth), schedule_label(run.iterations, recipe.get("milestones")),
             train_images, str(recipe.get("seed", "—")), f"{run.last_step:,} of {run.iterations:,}",
@@ -391,17 +398,50 @@ def plot_group(runs: list, path: Path, in_progress: bool = False) -> str:
 
 
 START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+HOW_LONG_START, HOW_LONG_END = "<!-- how-long:start -->", "<!-- how-long:end -->"
 
 
-def update_project_readme(path: Path, runs: list, figures: list, out_dir: Path) -> None:
-    """The project README's results section: the same table, links relative to that README."""
+def how_long_lines(runs: list, unfinished: list) -> list:
+    """What each paper-schedule run cost: a finished run's wall and training time from its final.json, an
+    unfinished one's time so far and what its remaining steps take at its median rate."""
+    lines = []
+    for run in sorted([*runs, *unfinished], key=lambda r: r.sort_key):
+        if run.iterations != PAPER_ITERATIONS:
+            continue
+        hw, _ = slices_hardware_and_commits(run)
+        if run.final:
+            f = run.final
+            evals = sum(1 for r in run.metrics if r.get("kind") == "eval")
+            restarts = max(len(run.slices) - 1, 0)
+            ips = "" if f.get("images_per_s") is None else f" at {f['images_per_s']:,.0f} images/s"
+            lines.append(f"- `{run.name}` ({pct(f.get('final_test_error'))}): {duration(f.get('wall_time_s'))} in all, "
+                         f"{duration(f.get('train_time_s'))} of it training{ips}, the rest its {evals} evaluations, "
+                         f"checkpoints and {restarts} restart{'s' * (restarts != 1)}; {hw}.")
+        else:
+            wall, rate, remaining = progress_so_far(run)
+            rest = "" if rate is None else (f"; its remaining {run.iterations - run.last_step:,} steps take about "
+                                            f"{duration(remaining)} of training at its median {rate:,.0f} images/s")
+            lines.append(f"- `{run.name}` (unfinished): {run.last_step:,} of {run.iterations:,} steps in "
+                         f"{duration(wall)}{rest}; {hw}.")
+    return lines or ["- No paper-schedule (64,000-iteration) run yet."]
+
+
+def replace_between(text: str, start: str, end: str, block: str) -> str:
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + block + "\n" + end + rest.split(end, 1)[1]
+
+
+def update_project_readme(path: Path, runs: list, figures: list, out_dir: Path, unfinished: list = ()) -> None:
+    """The project README's results section (the same table, links relative to that README) and, between its
+    how-long markers if it has them, what the paper-schedule runs cost."""
     where = path.parent
     table = markdown_table([table_row(run, where) for run in runs])
     links = [f"[{title}]({Path(os.path.relpath(out_dir / name, where)).as_posix()})" for title, name in figures]
-    block = "\n".join([START, table, "", "Curves: " + ("; ".join(links) if links else "none yet") + ".", END])
-    text = path.read_text()
-    head, rest = text.split(START, 1)
-    path.write_text(head + block + rest.split(END, 1)[1])
+    text = replace_between(path.read_text(), START, END,
+                           "\n".join([table, "", "Curves: " + ("; ".join(links) if links else "none yet") + "."]))
+    if HOW_LONG_START in text:
+        text = replace_between(text, HOW_LONG_START, HOW_LONG_END, "\n".join(how_long_lines(runs, unfinished)))
+    path.write_text(text)
 
 
 def main(argv=None) -> int:
@@ -409,7 +449,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default="results/runs", help="folder of run directories (default: results/runs)")
     parser.add_argument("--out", default="results", help="where README.md and the figures go (default: results)")
     parser.add_argument("--project-readme",
-                        help=f"also rewrite the table between {START} and {END} in this file, if it has them "
+                        help=f"also rewrite the table between {START} and {END} in this file, if it has them, "
+                             f"and the paper-schedule runs' cost between {HOW_LONG_START} and {HOW_LONG_END} "
                              "(default: the README.md beside the --out folder)")
     args = parser.parse_args(argv)
     runs_dir, out_dir = Path(args.runs), Path(args.out)
@@ -442,7 +483,7 @@ def main(argv=None) -> int:
     readme_path.write_text(readme(runs, unfinished, skipped, figures, out_dir, runs_dir, progress))
     project_readme = Path(args.project_readme) if args.project_readme else out_dir.resolve().parent / "README.md"
     if project_readme.is_file() and START in project_readme.read_text():
-        update_project_readme(project_readme, runs, figures, out_dir)
+        update_project_readme(project_readme, runs, figures, out_dir, unfinished)
         print(f"updated the results table in {project_readme}")
     print(f"wrote {readme_path} ({len(runs)} finished run{'s' * (len(runs) != 1)}, {len(unfinished)} in progress, "
           f"{len(skipped)} skipped)")

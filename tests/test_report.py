@@ -158,6 +158,47 @@ def test_slices_of_a_run_that_spans_machines(tmp_path):
                                                          "progress-curves-resnet32-64000it.png"]  # the other
 
 
+def test_project_readme_table_and_cost(tmp_path):
+    """The project README's results table and "How long" list are rewritten between their markers, everything
+    else kept: the cost of each paper-schedule run, finished (from final.json) or not (so far, and the rest at
+    its median rate), and no compressed schedule."""
+    root = tmp_path / "runs"
+    write_run(root, "torch_impl-resnet32-2000it", "torch_impl", final={
+        "final_val_error": 0.27, "final_test_error": 0.2661, "best_val_error": 0.265, "best_val_step": 1500,
+        "best_val_test_error": 0.2702, "wall_time_s": 2545.5, "train_time_s": 1943.9, "images_per_s": 131.7})
+    finished = write_run(root, "torch_impl-resnet32-64k-seed0", "torch_impl", iterations=64000, final={
+        "final_val_error": None, "final_test_error": 0.0751, "best_val_error": None, "best_val_step": None,
+        "best_val_test_error": None, "wall_time_s": 36000.0, "train_time_s": 34000.0, "images_per_s": 241.0})
+    config = json.loads((finished / "config.json").read_text())
+    config["resumed"] = [{"hardware": config["hardware"], "git": config["git"]}]
+    (finished / "config.json").write_text(json.dumps(config))
+    unfinished = write_run(root, "jax_impl-resnet32-64k-seed0", "jax_impl", iterations=64000)
+    metrics = unfinished / "metrics.jsonl"
+    metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:2]))  # to step 32,000
+    project = tmp_path / "README.md"
+    project.write_text("intro\n<!-- results-table:start -->\nstale table\n<!-- results-table:end -->\nmiddle\n"
+                       "<!-- how-long:start -->\nstale list\n<!-- how-long:end -->\nend\n")
+
+    assert report.main(["--runs", str(root), "--out", str(tmp_path / "results")]) == 0
+    text = project.read_text()
+    assert text.startswith("intro\n<!-- results-table:start -->\n| Run |") and "stale" not in text
+    assert "<!-- results-table:end -->\nmiddle\n<!-- how-long:start -->\n" in text
+    assert text.endswith("<!-- how-long:end -->\nend\n")
+    rows = table_rows(text.split("<!-- how-long:start -->")[0])
+    assert list(rows) == ["torch_impl-resnet32-2000it", "torch_impl-resnet32-64k-seed0"]  # finished runs only
+    assert rows["torch_impl-resnet32-64k-seed0"]["Run"] == \
+        "[torch_impl-resnet32-64k-seed0](runs/torch_impl-resnet32-64k-seed0/)"  # relative to the README
+    how_long = text.split("<!-- how-long:start -->\n")[1].split("\n<!-- how-long:end -->")[0]
+    assert how_long.splitlines() == [
+        "- `jax_impl-resnet32-64k-seed0` (unfinished): 32,000 of 64,000 steps in 53m 20s; its remaining 32,000 steps "
+        "take about 11h 22m of training at its median 100 images/s; Fake CPU 9000 (4 cores).",
+        "- `torch_impl-resnet32-64k-seed0` (7.51%): 10h 00m in all, 9h 26m of it training at 241 images/s, the rest "
+        "its 2 evaluations, checkpoints and 1 restart; Fake CPU 9000 (4 cores); 2 slices."]
+
+    assert report.main(["--runs", str(root), "--out", str(tmp_path / "results")]) == 0
+    assert project.read_text() == text  # rewriting is idempotent
+
+
 def test_paper_figures_and_hardware():
     assert report.PAPER_TEST_ERROR == {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
     assert report.hardware({"cpu": "X", "cpu_count": 2, "devices": ["cpu:0", "cpu:1"]}) == "X (2 cores)"
