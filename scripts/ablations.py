@@ -18,7 +18,8 @@ a time as --jobs (each pinned to a core of its own with one thread, as scripts/p
 time left of --time-budget; a trainer stopped by it (exit 75) or by SIGTERM continues at the next call, a finished
 run is left alone, and a run whose loss turns NaN is recorded as diverged (diverged.json). Once the baseline has
 finished, its final weights are evaluated on test images without the mean subtraction (question 3) into
-baseline/evaluations.json. Run directories, logs and the report are committed; weights are not (.gitignore).
+baseline/evaluations.json. Run directories, logs, final weights and the report are committed, but for the
+ImageNet ResNet-18's weights (~45 MB; .gitignore).
 """
 
 from __future__ import annotations
