@@ -412,11 +412,11 @@ def how_long_lines(runs: list, unfinished: list) -> list:
         if run.final:
             f = run.final
             evals = sum(1 for r in run.metrics if r.get("kind") == "eval")
-            restarts = max(len(run.slices) - 1, 0)
+            overheads = "checkpoints and restarts" if len(run.slices) > 1 else "and checkpoints"  # hw counts slices
             ips = "" if f.get("images_per_s") is None else f" at {f['images_per_s']:,.0f} images/s"
             lines.append(f"- `{run.name}` ({pct(f.get('final_test_error'))}): {duration(f.get('wall_time_s'))} in all, "
-                         f"{duration(f.get('train_time_s'))} of it training{ips}, the rest its {evals} evaluations, "
-                         f"checkpoints and {restarts} restart{'s' * (restarts != 1)}; {hw}.")
+                         f"{duration(f.get('train_time_s'))} of it training{ips}, the rest its {evals} evaluations"
+                         f"{',' if len(run.slices) > 1 else ''} {overheads}; {hw}.")
         else:
             wall, rate, remaining = progress_so_far(run)
             rest = "" if rate is None else (f"; its remaining {run.iterations - run.last_step:,} steps take about "
@@ -479,6 +479,11 @@ def main(argv=None) -> int:
         path = out_dir / f"progress-{figure_name(depth, iterations)}"
         progress.append((plot_group(members, path, in_progress=True), path.name))
         print(f"wrote {path}")
+    written = {name for _, name in progress}
+    for stale in out_dir.glob(f"progress-{figure_name('*', '*')}"):  # runs that have finished since
+        if stale.name not in written:
+            stale.unlink()
+            print(f"removed {stale} (no unfinished run left in its group)")
     readme_path = out_dir / "README.md"
     readme_path.write_text(readme(runs, unfinished, skipped, figures, out_dir, runs_dir, progress))
     project_readme = Path(args.project_readme) if args.project_readme else out_dir.resolve().parent / "README.md"

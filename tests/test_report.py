@@ -193,7 +193,7 @@ def test_project_readme_table_and_cost(tmp_path):
         "- `jax_impl-resnet32-64k-seed0` (unfinished): 32,000 of 64,000 steps in 53m 20s; its remaining 32,000 steps "
         "take about 11h 22m of training at its median 100 images/s; Fake CPU 9000 (4 cores).",
         "- `torch_impl-resnet32-64k-seed0` (7.51%): 10h 00m in all, 9h 26m of it training at 241 images/s, the rest "
-        "its 2 evaluations, checkpoints and 1 restart; Fake CPU 9000 (4 cores); 2 slices."]
+        "its 2 evaluations, checkpoints and restarts; Fake CPU 9000 (4 cores); 2 slices."]
 
     assert report.main(["--runs", str(root), "--out", str(tmp_path / "results")]) == 0
     assert project.read_text() == text  # rewriting is idempotent
@@ -214,3 +214,20 @@ def test_command_line_without_finished_runs(tmp_path):
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "No finished runs yet." in readme
     assert [p.name for p in (tmp_path / "out").glob("*.png")] == ["progress-curves-resnet20-100it.png"]
+
+
+def test_progress_curves_of_finished_runs_are_removed(tmp_path):
+    """A run's curves-so-far go once it finishes (or no run of that group is left unfinished); other figures in
+    the folder stay."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("progress-curves-resnet32-64000it.png", "progress-curves-resnet20-100it.png", "parity_loss_gap.png"):
+        (out / name).write_bytes(b"old")
+    write_run(tmp_path / "runs", "torch_impl-resnet20-100it", "torch_impl", depth=20, iterations=100)  # unfinished
+    write_run(tmp_path / "runs", "torch_impl-resnet32-64k-seed0", "torch_impl", iterations=64000, final={
+        "final_val_error": None, "final_test_error": 0.0751, "best_val_error": None, "best_val_step": None,
+        "best_val_test_error": None, "wall_time_s": 36000.0, "train_time_s": 34000.0, "images_per_s": 241.0})
+    assert report.main(["--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["curves-resnet32-64000it.png", "parity_loss_gap.png",
+                                                         "progress-curves-resnet20-100it.png"]
+    assert (out / "progress-curves-resnet20-100it.png").read_bytes()[:4] == b"\x89PNG"  # rewritten, not kept
