@@ -412,11 +412,11 @@ def how_long_lines(runs: list, unfinished: list) -> list:
         if run.final:
             f = run.final
             evals = sum(1 for r in run.metrics if r.get("kind") == "eval")
-            overheads = "checkpoints and restarts" if len(run.slices) > 1 else "and checkpoints"  # hw counts slices
+            overheads = ", checkpoints and restarts" if len(run.slices) > 1 else " and checkpoints"  # hw counts slices
             ips = "" if f.get("images_per_s") is None else f" at {f['images_per_s']:,.0f} images/s"
             lines.append(f"- `{run.name}` ({pct(f.get('final_test_error'))}): {duration(f.get('wall_time_s'))} in all, "
                          f"{duration(f.get('train_time_s'))} of it training{ips}, the rest its {evals} evaluations"
-                         f"{',' if len(run.slices) > 1 else ''} {overheads}; {hw}.")
+                         f"{overheads}; {hw}.")
         else:
             wall, rate, remaining = progress_so_far(run)
             rest = "" if rate is None else (f"; its remaining {run.iterations - run.last_step:,} steps take about "
