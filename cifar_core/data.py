@@ -39,6 +39,7 @@ CONTENT_SHA256 = {
     "test": "177777c33ba79825320efa646ad04a94bdc3c80e4ebe3bd21724f8cdfd4b9d56",
 }
 NUM_CLASSES = 10
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")  # batches.meta
 IMAGE_SHAPE = (32, 32, 3)  # the core hands out NHWC: see normalize()
 CACHE_VERSION = 1
 

@@ -16,10 +16,13 @@ the same functions: parity_tests/test_ablation_variants.py).
 `run` starts or resumes (--resume) every unfinished variant's run directory under results/ablations/, as many at
 a time as --jobs (each pinned to a core of its own with one thread, as scripts/paper_slice.sh), each under the
 time left of --time-budget; a trainer stopped by it (exit 75) or by SIGTERM continues at the next call, a finished
-run is left alone, and a run whose loss turns NaN is recorded as diverged (diverged.json). Once the baseline has
-finished, its final weights are evaluated on test images without the mean subtraction (question 3) into
-baseline/evaluations.json. Run directories, logs, final weights and the report are committed, but for the
-ImageNet ResNet-18's weights (~45 MB; .gitignore).
+run is left alone, and a run whose loss turns NaN is recorded as diverged (diverged.json). What an answer needs
+beyond the trainer's numbers is then measured once on the finished runs' final weights, into their
+evaluations.json (MEASUREMENTS): the baseline on test images without the mean subtraction (question 3), the
+logits a ReLU leaves at 0 (question 2), the tensors BN momentum 0.01 leaves equal to the baseline's (question 4).
+A claim is made only beyond the noise: the baseline seeds' spread or, where larger, the standard error of a test
+error on 10,000 images (noise_margin). Run directories, logs, final weights and the report are committed, but for
+the ImageNet ResNet-18's weights (~45 MB; .gitignore).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import math
 import os
 import re
 import signal
@@ -39,6 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from cifar_core.cli import fail, parse_duration  # noqa: E402
+from cifar_core.data import CLASS_NAMES  # noqa: E402
 
 BACKEND = "torch_impl"
 RUNS = REPO / "results" / "ablations"
@@ -226,39 +231,95 @@ def run_set(args) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    baseline = runs_dir / "baseline"
-    if state_of(baseline) == "finished" and not (baseline / "evaluations.json").is_file():
-        evaluate_without_mean(baseline, args.data_dir)
+    for name, measure in MEASUREMENTS.items():
+        run = runs_dir / name
+        if state_of(run) == "finished" and not (run / "evaluations.json").is_file():
+            measure(run, args.data_dir)
     return status
 
 
-def evaluate_without_mean(run: Path, data_dir: str | None) -> dict:
-    """Question 3: the run's final weights on the test images as the recipe feeds them, and without the mean."""
-    import torch
+# ---------------------------------------------------------------------------------------------- measurements
+# What a question's answer needs beyond the trainer's own numbers, measured on a finished run's final weights
+# and recorded next to them in evaluations.json (by `run`, once).
 
-    from cifar_core import data, evaluation
-    from cifar_core.run import git_info, host_info
+
+def final_weights(run: Path, data_dir: str | None):
+    """(eval-mode model, its recipe, the CIFAR-10 folder the run read where it still exists, else data_dir)."""
+    from cifar_core import evaluation
     from torch_impl.checkpoint import load_any
-    from torch_impl.train import evaluate
 
     weights = run / "checkpoints" / "final.safetensors"
     model, metadata = load_any(weights)
-    recipe = evaluation.recipe_of(metadata, weights)
     if data_dir is None:  # the folder the run read, where it still exists; else the trainers' search
         folder = Path(json.loads((run / "config.json").read_text())["data"]["source"]).parent
         data_dir = str(folder) if folder.is_dir() else None
+    return model, evaluation.recipe_of(metadata, weights), data_dir
+
+
+def record_measurement(run: Path, command: str, **measured) -> dict:
+    from cifar_core.run import git_info, host_info
+    record = {**measured, "weights": "checkpoints/final.safetensors", "command": command, "git": git_info(),
+              "hardware": host_info(), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    (run / "evaluations.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def evaluate_without_mean(run: Path, data_dir: str | None) -> dict:
+    """Question 3: the final weights on the test images as the recipe feeds them, and without the mean image."""
+    import torch
+
+    from cifar_core import data, evaluation
+    from torch_impl.train import evaluate
+
+    model, recipe, data_dir = final_weights(run, data_dir)
     errors = {}
     for key, subtract in (("test_error", True), ("test_error_without_mean_subtraction", False)):
         images, labels = evaluation.test_set(recipe, data_dir, subtract_mean=subtract)
         errors[key] = evaluate(model, images, labels, 1000, torch.device("cpu"))
-    dataset = data.load(data_dir)
-    splits = data.make_splits(dataset, recipe.val_fraction, recipe.split_seed, recipe.full_train)
-    record = {**errors, "mean_image_average": float(splits.mean_image.mean()), "weights": str(weights.relative_to(run)),
-              "command": f"python -m torch_impl.evaluate --checkpoint {weights.name} [--no-mean-subtraction]",
-              "git": git_info(), "hardware": host_info(),
-              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    (run / "evaluations.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return record
+    splits = data.make_splits(data.load(data_dir), recipe.val_fraction, recipe.split_seed, recipe.full_train)
+    return record_measurement(run, "python -m torch_impl.evaluate --checkpoint final.safetensors [--no-mean-subtraction]",
+                              mean_image_average=float(splits.mean_image.mean()), **errors)
+
+
+def count_dead_logits(run: Path, data_dir: str | None) -> dict:
+    """Question 2: how many classes the ReLU'd logits left at 0 on every test image, and what the net predicts."""
+    import numpy as np
+    import torch
+
+    from cifar_core import evaluation
+    from cifar_core.data import NUM_CLASSES
+    from torch_impl.train import to_device
+
+    model, recipe, data_dir = final_weights(run, data_dir)
+    images, labels = evaluation.test_set(recipe, data_dir)
+    with torch.no_grad():
+        logits = torch.cat([model(to_device(images[i:i + 1000], torch.device("cpu"), False))
+                            for i in range(0, len(images), 1000)]).numpy()
+    predicted = logits.argmax(1)  # argmax of ten zeros is class 0
+    return record_measurement(
+        run, "python scripts/ablations.py run (count_dead_logits)", test_error=float((predicted != labels).mean()),
+        classes_with_logit_0_on_every_test_image=[c for c in range(NUM_CLASSES) if (logits[:, c] == 0).all()],
+        images_with_every_logit_0=float((logits == 0).all(1).mean()),
+        predicted_class_counts=np.bincount(predicted, minlength=NUM_CLASSES).tolist())
+
+
+def compare_with_baseline(run: Path, data_dir: str | None) -> dict | None:
+    """Question 4: which of the final tensors equal the baseline's bit for bit (same seed, same data stream);
+    None, and nothing recorded, until the baseline has finished."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    if state_of(run.parent / "baseline") != "finished":
+        return None
+    mine = load_file(run / "checkpoints" / "final.safetensors")
+    base = load_file(run.parent / "baseline" / "checkpoints" / "final.safetensors")
+    equal = sorted(k for k in mine if k in base and np.array_equal(mine[k], base[k]))
+    return record_measurement(run, "python scripts/ablations.py run (compare_with_baseline)", tensors=len(mine),
+                              equal_to_baseline=equal, different_from_baseline=sorted(set(mine) - set(equal)))
+
+
+MEASUREMENTS = {"baseline": evaluate_without_mean, "logit-relu": count_dead_logits,
+                "bn-momentum-0.01": compare_with_baseline}
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -338,13 +399,23 @@ def points(a: float, b: float) -> str:
     return f"{100 * abs(a - b):.2f} points"
 
 
-def versus(error, baseline, spread) -> str:
-    """How `error` compares with the baseline's, against the seed-to-seed spread (two baseline seeds)."""
+def noise_margin(seed_errors: list, n_test: int) -> float | None:
+    """Differences from the baseline within this are not claimed: the baseline seeds' spread or, where larger, the
+    standard error sqrt(p(1-p)/n) of an error rate p measured on n test images (two seeds that happen to agree
+    closely say little about the noise)."""
+    seeds = [e for e in seed_errors if e is not None]
+    if not seeds:
+        return None
+    p = sum(seeds) / len(seeds)
+    return max(max(seeds) - min(seeds), math.sqrt(p * (1 - p) / n_test))
+
+
+def versus(error, baseline, margin) -> str:
+    """How `error` compares with the baseline's, against the noise margin."""
     if error is None or baseline is None:
         return "cannot be compared (a run is missing)"
-    margin = max(spread or 0.0, 0.002)  # below 0.2 points nothing is claimed even if the two seeds agree closely
-    if abs(error - baseline) <= margin:
-        return f"within the seed-to-seed spread of the baseline ({pct(error)} vs {pct(baseline)})"
+    if abs(error - baseline) <= (margin or 0.0):
+        return f"within noise of the baseline ({pct(error)} vs {pct(baseline)})"
     return f"{points(error, baseline)} {'worse' if error > baseline else 'better'} than the baseline ({pct(error)} vs {pct(baseline)})"
 
 
@@ -356,27 +427,63 @@ def outcome(r: Result) -> str:
     return f"{pct(r.test_error)} test error ({pct(r.train_error)} train error)"
 
 
-def answer(q: Question, results: dict, spread, costs: dict) -> str:
+def test_errors(r: Result, first=0, last=float("inf")) -> dict:
+    """{iteration: test error} of the run's evaluations between two iterations."""
+    return {m["step"]: m["test_error"] for m in r.metrics
+            if m.get("kind") == "eval" and m.get("test_error") is not None and first <= m["step"] <= last}
+
+
+def span(errors: dict) -> str:
+    return f"{pct(min(errors.values()))}-{pct(max(errors.values()))}"
+
+
+def fits_no_better_than_it_tests(r: Result, margin) -> bool:
+    """Train error (train mode, its own data stream) as high as the test error: an optimisation failure, not
+    overfitting."""
+    return None not in (r.train_error, r.test_error) and r.train_error >= r.test_error - (margin or 0.0)
+
+
+def answer(q: Question, results: dict, margin, costs: dict) -> str:
     """Two to four sentences from the measured numbers; the mechanism sentences say what the numbers show."""
     base = results["baseline"]
     b = base.test_error
     if base.state != "finished":
         return "The baseline has not finished yet; no answer is claimed."
+    iterations = base.config.get("recipe", {}).get("iterations", SCHEDULE["iterations"])
     if q.number == 1:
         fast, slow = results["adam-lr0.1"], results["adam-lr0.001"]
-        return (f"SGD with momentum at lr 0.1 reaches {outcome(base)}; Adam at lr 0.1 gives {outcome(fast)}, and "
-                f"Adam at lr 0.001 {outcome(slow)}. SGD's step is lr times the gradient, small where the gradient "
-                "is small; Adam divides the gradient by its running RMS, so each weight moves by about lr per step "
-                "whatever its gradient: at 0.1 that is a large jump for weights of order 0.1 (He init of a 3x3x64 "
-                "conv: std 0.06), which is why Adam's usual lr is 1e-3. "
-                + (f"Adam at 0.1 is {versus(fast.test_error, b, spread)}." if fast.test_error is not None else ""))
+        text = f"SGD with momentum at lr 0.1 reaches {outcome(base)}. "
+        if fast.test_error is None:
+            text += f"Adam at lr 0.1: {outcome(fast)}. "
+        else:
+            text += (f"Adam at lr 0.1 does train, but badly: {outcome(fast)}, {versus(fast.test_error, b, margin)}"
+                     + ("; its train error is as high as its test error, so it fails to fit the training images, "
+                        "not to generalise" if fits_no_better_than_it_tests(fast, margin) else "") + ". ")
+            early, early_sgd = test_errors(fast, last=iterations // 2), test_errors(base, last=iterations // 2)
+            if early and early_sgd:
+                text += (f"While the lr is 0.1 (the first {iterations // 2:,} iterations) its test error stays at "
+                         f"{span(early)}, SGD's at {span(early_sgd)}. ")
+        return text + (f"Adam at lr 0.001, its usual rate, reaches {outcome(slow)}"
+                       + (f", {versus(slow.test_error, b, margin)}" if slow.test_error is not None else "")
+                       + ". SGD's step is lr times the gradient; Adam divides the gradient by its running RMS, so every "
+                       "weight moves by up to about lr per step whatever its gradient: 0.1 per step for weights of order 0.06 "
+                       "(the He-init std of a 3x3 conv over 64 channels).")
     if q.number == 2:
         r = results["logit-relu"]
-        return (f"With a ReLU on the logits the network ends at {outcome(r)}, against {outcome(base)} without"
-                + (f", {versus(r.test_error, b, spread)}. " if r.test_error is not None else ". ")
-                + "A ReLU sends every negative logit to 0 and passes it no gradient: the wrong classes can no longer "
-                "be pushed down, only the right one up, and a class whose logit is negative for an image gets no "
-                "signal from it at all; once it is negative for every image, that class stops learning.")
+        text = (f"With a ReLU on the logits the network ends at {outcome(r)}"
+                + (f", {versus(r.test_error, b, margin)}. " if r.test_error is not None else ". "))
+        e = r.evaluations
+        if e:
+            dead = e["classes_with_logit_0_on_every_test_image"]
+            counts = e["predicted_class_counts"]
+            predicted = sorted((c for c in range(len(counts)) if counts[c]), key=lambda c: -counts[c])
+            text += (f"Its final weights give {len(dead)} of the {len(counts)} classes ("
+                     f"{', '.join(CLASS_NAMES[c] for c in dead)}) a logit of 0 on every test image, and "
+                     f"{pct(e['images_with_every_logit_0'])} of the images a logit of 0 for every class, which argmax "
+                     f"reads as class 0 ({CLASS_NAMES[0]}): its {sum(counts):,} predictions are "
+                     f"{', '.join(f'{CLASS_NAMES[c]} {counts[c]:,}' for c in predicted)}. ")
+        return text + ("A ReLU passes no gradient through a negative logit, so a class whose logit is negative on "
+                       "every image gets no gradient from any image, and nothing pushes it back up.")
     if q.number == 3:
         e = base.evaluations
         if not e:
@@ -388,37 +495,65 @@ def answer(q: Question, results: dict, spread, costs: dict) -> str:
                 "mode subtracts the running means of the training batches, not the test batch's, so the shift "
                 "passes through every layer.")
     if q.number == 4:
-        rows = [results[n] for n in ("bn-eps-1e-3", "bn-eps-1e-1", "bn-momentum-0.01")]
-        return (f"Against the baseline's {pct(b)} (eps 1e-5, momentum 0.1): eps 1e-3 is "
-                f"{versus(rows[0].test_error, b, spread)}, eps 1e-1 is {versus(rows[1].test_error, b, spread)}, and "
-                f"momentum 0.01 is {versus(rows[2].test_error, b, spread)}. eps is added to the batch variance "
-                "before dividing, so it only matters for channels whose variance is near it; momentum 0.01 makes "
-                "the running statistics that evaluation uses average over ~100 steps instead of ~10, so they lag "
-                "behind the weights while these still change fast.")
+        eps3, eps1, slow = (results[n] for n in ("bn-eps-1e-3", "bn-eps-1e-1", "bn-momentum-0.01"))
+        rows = (("eps 1e-3", eps3), ("eps 1e-1", eps1), ("momentum 0.01", slow))
+        if all(r.test_error is not None and abs(r.test_error - b) <= (margin or 0.0) for _, r in rows):
+            text = (f"BN {', '.join(f'{name} ({pct(r.test_error)})' for name, r in rows[:2])} and {rows[2][0]} "
+                    f"({pct(rows[2][1].test_error)}) all end within noise of the baseline's {pct(b)} (eps 1e-5, "
+                    "momentum 0.1). ")
+        else:
+            text = ("Against the baseline (eps 1e-5, momentum 0.1): "
+                    + ", ".join(f"{name} is {versus(r.test_error, b, margin)}" for name, r in rows) + ". ")
+        e = slow.evaluations
+        if e:
+            differ = e["different_from_baseline"]
+            stats = all(k.endswith(("running_mean", "running_var")) for k in differ)
+            text += (f"Momentum enters only the running statistics that evaluation uses: "
+                     f"{len(e['equal_to_baseline'])} of the momentum-0.01 run's {e['tensors']} final tensors equal "
+                     f"the baseline's bit for bit, and the {len(differ)} that differ "
+                     + ("are all BN running means and variances. " if stats else f"include {differ[0]}. "))
+        during, during_base = test_errors(slow, last=iterations - 1), test_errors(base, last=iterations - 1)
+        common = [s for s in during if s in during_base]
+        if common:
+            worst = max(common, key=lambda s: during[s] - during_base[s])
+            text += (f"The running statistics, averaged over ~100 steps instead of ~10, lag behind weights that "
+                     f"still change fast: at momentum 0.01 the test error during training is up to {points(during[worst], during_base[worst])} higher "
+                     f"({pct(during[worst])} vs {pct(during_base[worst])} at iteration {worst:,}). ")
+        return text + ("eps is added to the batch variance before dividing, so it matters only for channels whose "
+                       "variance is near it.")
     if q.number == 5:
-        rows = {n: results[n] for n in q.variants}
+        stride, pool, none = (results[n] for n in q.variants)
 
-        def cost(n):
-            params, gflops = costs.get(n, (None, None))
-            ips = rows[n].images_per_s
-            return (f"{gflops:.3f} GFLOPs per image" if gflops else "FLOPs not counted") + \
-                (f", {ips:,.0f} images/s" if ips else "")
-        return (f"Stride 2: {outcome(base)} ({cost('baseline')}). Max-pool then stride 1: "
-                f"{outcome(rows['maxpool-downsampling'])}, {versus(rows['maxpool-downsampling'].test_error, b, spread)} "
-                f"({cost('maxpool-downsampling')}). No downsampling: {outcome(rows['no-downsampling'])}, "
-                f"{versus(rows['no-downsampling'].test_error, b, spread)} ({cost('no-downsampling')}). Halving the "
-                "resolution where the width doubles keeps the cost of every stage the same; without it stages 2 and "
-                "3 run at 32x32 with 2x and 4x the filters.")
+        def cost(r):
+            gflops, base_gflops = costs.get(r.variant.name, (None, None))[1], costs.get("baseline", (None, None))[1]
+            minutes = r.final.get("train_time_s", 0) / 60
+            ratio = gflops / base_gflops if gflops and base_gflops else 1.0
+            return ((f"{gflops:.3f} GFLOPs per image" if gflops else "FLOPs not counted")
+                    + (f" ({ratio:.1f}x)" if abs(ratio - 1) > 0.05 else "")
+                    + (f", {minutes:.0f} min of training" if minutes else ""))
+        text = (f"Stride 2 (the paper): {outcome(stride)}, at {cost(stride)}; 2x2 max-pool then a stride-1 conv: "
+                f"{outcome(pool)}, {versus(pool.test_error, b, margin)}, at {cost(pool)}; no downsampling: "
+                f"{outcome(none)}, {versus(none.test_error, b, margin)}, at {cost(none)}. ")
+        if none.train_error is not None and base.train_error is not None and \
+                none.train_error > base.train_error + (margin or 0.0):
+            text += (f"Without downsampling the train error is higher too ({pct(none.train_error)} vs {pct(base.train_error)}): in "
+                     f"{iterations:,} iterations the costlier network fits the training images worse, it does not "
+                     "overfit them. ")
+        return text + ("Halving the resolution where the width doubles keeps every stage's cost the same; without it "
+                       "stages 2 and 3 run at 32x32 with 2x and 4x the filters.")
     if q.number == 6:
         r = results["imagenet-resnet18"]
         (p_cifar, f_cifar), (p_in, f_in) = costs.get("baseline", (None, None)), costs.get("imagenet-resnet18", (None, None))
         depth = base.config.get("recipe", {}).get("depth", SCHEDULE["depth"])
-        sizes = (f"{p_in:,} parameters and {f_in:.3f} GFLOPs per image against the CIFAR ResNet-{depth}'s "
-                 f"{p_cifar:,} and {f_cifar:.3f}" if p_in and p_cifar else "its size was not counted")
-        return (f"The ImageNet ResNet-18 reaches {outcome(r)}, {versus(r.test_error, b, spread)}, with {sizes}. "
-                "Its stem (7x7 stride-2 conv, 3x3 stride-2 max-pool) turns a 32x32 image into 8x8 before the first "
-                "block, and its last stage runs at 1x1: built for 224x224 inputs, it throws away most of a CIFAR "
-                "image's resolution at once.")
+        sizes = (f"{p_in:,} parameters ({p_in / p_cifar:.0f}x the CIFAR ResNet-{depth}'s {p_cifar:,}) and {f_in:.3f} "
+                 f"GFLOPs per image (ResNet-{depth}: {f_cifar:.3f})" if p_in and p_cifar else "its size not counted")
+        text = f"The ImageNet ResNet-18 reaches {outcome(r)}, {versus(r.test_error, b, margin)}, with {sizes}. "
+        if fits_no_better_than_it_tests(r, margin):
+            text += ("Its train error is as high as its test error, so the extra parameters do not overfit: the "
+                     "network fits the training images worse. ")
+        return text + ("Its stem (7x7 stride-2 conv, 3x3 stride-2 max-pool) turns a 32x32 image into 8x8 before the "
+                       "first block, and its last stage runs at 1x1: built for 224x224 inputs, it throws away most of a "
+                       "CIFAR image's resolution at once.")
     if q.number == 7:
         r = results["no-augment-no-mean-lr0.01"]
         text = (f"Without augmentation and mean subtraction, at lr 0.01, the network ends at {outcome(r)}; the "
@@ -428,11 +563,15 @@ def answer(q: Question, results: dict, spread, costs: dict) -> str:
         gap, base_gap = r.test_error - r.train_error, b - base.train_error
         text += (f" The test error exceeds the train error by {points(r.test_error, r.train_error)} without the "
                  f"recipe and by {points(b, base.train_error)} with it.")
-        if gap > base_gap + max(spread or 0.0, 0.002):
+        if gap > base_gap + (margin or 0.0):
             text += (" Without random crops and flips the network sees each training image unchanged every epoch "
                      "and fits those exact images, which generalises worse than fitting their shifted and mirrored "
                      "versions.")
-        return text
+        recipe, n_train = base.config.get("recipe", {}), base.config.get("data", {}).get("n_train", 50_000)
+        epochs = iterations * recipe.get("batch_size", SCHEDULE["batch_size"]) / n_train
+        return text + (f" This schedule is {epochs:.0f} epochs, with the lr divided by 10 at 50% and 75%, so it shows "
+                       "the gap opening, not how wide it is after 20; and as in the question the three changes come "
+                       "together, so it does not say which costs what.")
     return ""
 
 
@@ -479,10 +618,21 @@ def write_report(args) -> int:
     costs = {name: network_cost(r.config.get("recipe") or variant_recipe(r.variant, SCHEDULE).to_dict())
              for name, r in results.items()}
     seeds = [results[n].test_error for n in ("baseline", "baseline-seed1")]
-    spread = abs(seeds[0] - seeds[1]) if None not in seeds else None
     recipe = results["baseline"].config.get("recipe", {})
     sizes = results["baseline"].config.get("data", {})
+    n_test = sizes.get("n_test", 10_000)
+    margin = noise_margin(seeds, n_test)
+    threads = {s.get("options", {}).get("threads") for r in done for s in r.config.get("slices", [])}
     link = Path(os.path.relpath(runs_dir, report.parent)).as_posix()
+    if None in seeds:
+        noise = "The baseline runs twice (seeds 0 and 1) to measure the seed spread; seed 1 has not finished yet. "
+    else:
+        p = sum(seeds) / 2
+        noise = (f"The baseline runs twice (seeds 0 and 1: {pct(seeds[0])} and {pct(seeds[1])}). Two seeds say "
+                 "little about the noise, so a difference from the baseline is claimed only where it exceeds both their "
+                 f"spread ({points(*seeds)}) and the standard error of an error rate measured on {n_test:,} test "
+                 f"images (sqrt(p(1-p)/n) = {100 * math.sqrt(p * (1 - p) / n_test):.2f} points at p = {pct(p)}); "
+                 "smaller ones are reported as within noise. ")
     lines = [
         "# Ablations: the questions people ask when their CIFAR ResNet does not train",
         "",
@@ -493,11 +643,17 @@ def write_report(args) -> int:
         "iterations at batch "
         f"{recipe.get('batch_size', SCHEDULE['batch_size'])}, lr divided by 10 at 50% and 75%, seed 0. This is a "
         "compressed schedule (the paper's is 64,000 iterations), long enough to separate the variants, not to reach "
-        "the paper's errors. The baseline runs twice (seeds 0 and 1): a difference smaller than theirs "
-        f"({'not measured yet' if spread is None else points(seeds[0], seeds[1])}) is not claimed. Errors are on the "
-        f"{sizes.get('n_test', 10_000):,} test images at the last iteration; train error is the running error of the "
-        f"last {recipe.get('log_every', SCHEDULE['log_every'])} iterations, in train mode. Written by "
-        "`python scripts/ablations.py report` from the run directories.",
+        "the paper's errors. " + noise + f"Errors are on the {n_test:,} test images at the last iteration; train "
+        f"error is the running error of the last {recipe.get('log_every', SCHEDULE['log_every'])} iterations, in "
+        "train mode, on the run's own (augmented, unless it says otherwise) batches. Cost: parameters, and forward "
+        "GFLOPs of one 32x32 image as PyTorch's FlopCounterMode counts them (convolutions and the linear layer, a "
+        "multiply-add as 2); "
+        + ("every run trained with one thread on one of the machine's two cores, the other core usually training "
+           "another variant (`run --jobs 2`), so its images/s (the median of its log intervals) and train time "
+           "depend on what ran beside it, and GFLOPs are the cost to compare across rows. "
+           if threads == {1} else "images/s is the median of a run's log intervals. ")
+        + "Written by `python scripts/ablations.py report` from the run directories; what a question needs beyond "
+        "the trainer's numbers is measured on the final weights by `run`, into the run's `evaluations.json`.",
         "",
         "| Variant | Question | Test error | Train error | Final loss | Parameters | GFLOPs/image | Images/s | "
         "Train time | Hardware |",
@@ -508,6 +664,9 @@ def write_report(args) -> int:
         params, gflops = costs.get(r.variant.name, (None, None))
         hw = (r.config.get("hardware") or {}).get("cpu") if r.config else None
         devices = [d for d in (r.config.get("hardware") or {}).get("devices", []) if not str(d).startswith("cpu")]
+        run_threads = sorted({str(s.get("options", {}).get("threads")) for s in r.config.get("slices", [])} - {"None"})
+        if hw and run_threads:
+            hw += f", {'/'.join(run_threads)} thread{'' if run_threads == ['1'] else 's'}"
         state = {"finished": None, "diverged": "diverged", "started": "in progress", "new": "not run"}[r.state]
         loss = r.final_loss
         lines.append("| " + " | ".join([
@@ -528,7 +687,7 @@ def write_report(args) -> int:
     for q in QUESTIONS:
         figure = figures_dir / f"q{q.number}-{q.slug}.png"
         drawn = plot_question(q, results, figure)
-        lines += [f"## {q.number}. {q.title}", "", answer(q, results, spread, costs), ""]
+        lines += [f"## {q.number}. {q.title}", "", answer(q, results, margin, costs), ""]
         if drawn:
             rel = Path(os.path.relpath(figure, report.parent)).as_posix()
             lines += [f"![Q{q.number}: test error (solid) and train error (dashed) by iteration]({rel})", ""]

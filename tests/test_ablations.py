@@ -1,6 +1,7 @@
 """scripts/ablations.py end to end on a tiny archive and schedule: it trains the variants it is given (resuming one
-that a time budget stopped), evaluates the baseline without mean subtraction, records a diverged run, and writes
-the report with a row per variant, an answer per question and a figure per question."""
+that a time budget stopped), measures what the answers need on the final weights (the baseline without mean
+subtraction, the ReLU'd logits, the tensors BN momentum leaves alone), records a diverged run, and writes the report
+with a row per variant, an answer per question and a figure per question."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ TINY_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_SCHEDULE.items()]
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
-    """Three variants trained by `run`, one of them first stopped by a time budget and continued by `run`."""
+    """Five variants trained by `run`, one of them first stopped by a time budget and continued by `run`."""
     root = tmp_path_factory.mktemp("ablations")
     synthetic.write_archive(root / "data", train_per_batch=40, test_size=40)
     runs = root / "runs"
@@ -37,7 +38,8 @@ def tiny_set(tmp_path_factory):
     assert subprocess.run(command, cwd=ROOT, capture_output=True, timeout=600).returncode == 75
     assert ablations.state_of(stopped) == "started"
     done = subprocess.run([sys.executable, "scripts/ablations.py", "run", "--runs", str(runs), "--data-dir",
-                           str(root / "data"), "--only", "baseline,baseline-seed1,adam-lr0.001", "--jobs", "1",
+                           str(root / "data"), "--only", "baseline,baseline-seed1,adam-lr0.001,logit-relu,bn-momentum-0.01",
+                           "--jobs", "1",
                            *TINY_FLAGS], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     return root, runs, done.stdout
@@ -45,7 +47,7 @@ def tiny_set(tmp_path_factory):
 
 def test_run_trains_the_variants_it_is_given_and_resumes_a_stopped_one(tiny_set):
     _, runs, out = tiny_set
-    for name in ("baseline", "baseline-seed1", "adam-lr0.001"):
+    for name in ("baseline", "baseline-seed1", "adam-lr0.001", "logit-relu", "bn-momentum-0.01"):
         assert ablations.state_of(runs / name) == "finished", name
         assert f"{name}: finished" in out
         assert not (runs / name / "checkpoints" / "last.pt").exists()  # finished: the resumable state goes
@@ -54,7 +56,7 @@ def test_run_trains_the_variants_it_is_given_and_resumes_a_stopped_one(tiny_set)
     assert config["recipe"]["optimizer"] == "adam" and config["recipe"]["lr"] == 0.001
     assert [s["stopped"] for s in config["slices"]] == ["time budget", "finished"]
     assert json.loads((runs / "baseline-seed1" / "config.json").read_text())["recipe"]["seed"] == 1
-    assert not (runs / "logit-relu").exists()
+    assert not (runs / "imagenet-resnet18").exists()
 
 
 def test_run_evaluates_the_baseline_without_mean_subtraction(tiny_set):
@@ -64,6 +66,34 @@ def test_run_evaluates_the_baseline_without_mean_subtraction(tiny_set):
     assert record["test_error"] == final["final_test_error"]  # the same weights, images fed as in training
     assert 0 <= record["test_error_without_mean_subtraction"] <= 1 and record["git"]["commit"]
     assert 0.3 < record["mean_image_average"] < 0.7  # the synthetic images' mean pixel, on the 0-1 scale
+
+
+def test_run_measures_the_logits_a_relu_leaves_at_0(tiny_set):
+    _, runs, _ = tiny_set
+    record = json.loads((runs / "logit-relu" / "evaluations.json").read_text())
+    final = json.loads((runs / "logit-relu" / "final.json").read_text())
+    assert record["test_error"] == final["final_test_error"]  # the same logits the trainer's evaluation saw
+    counts, dead = record["predicted_class_counts"], record["classes_with_logit_0_on_every_test_image"]
+    assert len(counts) == 10 and sum(counts) == 40
+    assert all(counts[c] == 0 for c in dead if c != 0)  # a logit stuck at 0 never beats the others' ReLU'd ones
+    assert counts[0] >= round(40 * record["images_with_every_logit_0"])  # argmax of ten zeros is class 0
+
+
+def test_bn_momentum_changes_only_the_running_statistics(tiny_set):
+    _, runs, _ = tiny_set
+    record = json.loads((runs / "bn-momentum-0.01" / "evaluations.json").read_text())
+    differ, equal = record["different_from_baseline"], record["equal_to_baseline"]
+    assert differ and all(k.endswith(("running_mean", "running_var")) for k in differ)
+    assert any(k.endswith("conv1.weight") for k in equal) and len(differ) + len(equal) == record["tensors"]
+
+
+def test_a_difference_is_claimed_only_beyond_the_noise():
+    margin = ablations.noise_margin([0.1644, 0.1647], 10_000)  # seeds agree closely: the test set's standard error
+    assert margin == pytest.approx((0.16455 * 0.83545 / 10_000) ** 0.5)
+    assert ablations.noise_margin([0.10, 0.20], 10_000) == pytest.approx(0.10)  # seeds far apart: their spread
+    assert ablations.noise_margin([None, None], 10_000) is None
+    assert ablations.versus(0.1679, 0.1644, margin).startswith("within noise")
+    assert ablations.versus(0.2060, 0.1644, margin).startswith("4.16 points worse")
 
 
 def test_a_nan_loss_is_recorded_as_diverged(tmp_path):
@@ -86,11 +116,12 @@ def test_report_has_a_row_per_variant_and_an_answer_and_figure_per_question(tiny
     text = out.read_text()
     for variant in ablations.VARIANTS:
         assert f"[{variant.name}](" in text, variant.name
-    assert text.count("| not run |") == len(ablations.VARIANTS) - 3
+    assert text.count("| not run |") == len(ablations.VARIANTS) - 5
     for q in ablations.QUESTIONS:
         assert f"## {q.number}. {q.title}" in text
     assert "SGD with momentum at lr 0.1 reaches" in text and "Adam at lr 0.001" in text
     assert "tested without mean subtraction" in text
+    assert "a logit of 0 on every test image" in text and "bit for bit" in text  # the measurements, quoted
     assert "75,290" in text and "269,722" in text  # ResNet-8 as run here; ResNet-20 for the variants not run
     assert "11,181,642" in text  # the ImageNet ResNet-18, counted before it is run
     figures = tmp_path / "ablations-figures"
