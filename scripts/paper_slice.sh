@@ -104,7 +104,7 @@ trap 'stopping=1; kill -TERM "${!running[@]}" 2>/dev/null' INT TERM
 while [ "${#running[@]}" -gt 0 ]; do
     pid=
     wait -n -p pid "${!running[@]}"; code=$?
-    [ -n "$pid" ] || continue                        # a trapped signal interrupted wait
+    [ -n "${pid:-}" ] || continue                   # a trapped signal interrupted wait (and unset pid)
     backend=${running[$pid]}
     unset "running[$pid]"
     report "$backend" "$code"

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,25 @@ def test_a_budget_that_is_no_duration_is_a_one_line_error(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.startswith("error: BUDGET soon is not a duration")
     assert not (tmp_path / "runs").exists()
+
+
+@needs_two_cores
+def test_sigterm_stops_the_slice_resumable_and_reports_it(tmp_path):
+    """SIGTERM to the script reaches the trainers; it waits for them to save and reports them resumable (the
+    wait it interrupts leaves its pid variable unset, which `set -u` must not turn into a crash)."""
+    fake = tmp_path / "fake-python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "REAL_PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"),
+           "FAKE_LOG": str(tmp_path / "fake.log"), "BACKENDS": "jax_impl"}
+    script = subprocess.Popen(["bash", str(ROOT / "scripts" / "paper_slice.sh"), "3600"], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "fake.log").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the stand-in trainer sets its TERM trap
+    script.terminate()
+    out, err = script.communicate(timeout=60)
+    assert script.returncode == 75, out + err
+    assert "jax_impl-resnet32-64k-seed0: stopped, resumable (exit 143)" in out
+    assert "unbound variable" not in err
