@@ -288,13 +288,14 @@ def count_dead_logits(run: Path, data_dir: str | None) -> dict:
 
     from cifar_core import evaluation
     from cifar_core.data import NUM_CLASSES
+    from cifar_core.plan import eval_batches
     from torch_impl.train import to_device
 
     model, recipe, data_dir = final_weights(run, data_dir)
     images, labels = evaluation.test_set(recipe, data_dir)
     with torch.no_grad():
-        logits = torch.cat([model(to_device(images[i:i + 1000], torch.device("cpu"), False))
-                            for i in range(0, len(images), 1000)]).numpy()
+        logits = torch.cat([model(to_device(x, torch.device("cpu"), False))
+                            for x, _ in eval_batches(images, labels, 1000)]).numpy()
     predicted = logits.argmax(1)  # argmax of ten zeros is class 0
     return record_measurement(
         run, "python scripts/ablations.py run (count_dead_logits)", test_error=float((predicted != labels).mean()),
