@@ -393,6 +393,8 @@ def run(args, stop: StopSignal) -> dict | None:
     options = {"cross_device_bn": args.cross_device_bn, "num_devices": mesh.size, "process_count": procs,
                "data_on_device": data_on_device, "steps_per_call": steps_per_call,
                "matmul_precision": args.matmul_precision, "conv_kernels": conv_kernels}
+    if jax.default_backend() == "cpu":  # the cores each device's programs use, what torch_impl records as threads
+        options["threads"] = cpu_conv.threads_per_device()
     run_dir.write_config(options, versions(), [f"{d.platform}:{d.id} {d.device_kind}" for d in mesh.devices.flat],
                          data.info, start_step, tracker_state)
 

@@ -281,8 +281,10 @@ def test_set_logits(path, data_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     images, labels = evaluation.test_set(evaluation.recipe_of(weights.metadata(path)), data_dir)
     model = torch_model(tensors, np.float32).eval()
     variables = jax_ckpt.from_neutral(tensors)
-    # Compiled as jax_impl.train compiles its evaluation (compile_predict), XLA options included.
-    apply = jax.jit(lambda v, x: ResNet(depth).apply(v, x, train=False),
+    # The convolutions jax_impl.evaluate runs (oneDNN's on CPU), compiled as jax_impl.train compiles its
+    # evaluation (compile_predict), XLA options included.
+    jax_model = ResNet(depth, conv_kernels=jax_train.resolve_conv_kernels("auto", jax.default_backend()))
+    apply = jax.jit(lambda v, x: jax_model.apply(v, x, train=False),
                     compiler_options=jax_train.compiler_options(jax.default_backend()))
     torch_logits, jax_logits = [], []
     with torch.inference_mode():

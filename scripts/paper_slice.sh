@@ -15,7 +15,7 @@
 # than TAKEOVER_MIN_S of the budget left, the other is stopped cleanly and continued at once with every core
 # (alone with two threads, a trainer ran 1.5x (JAX) and 2x (PyTorch) as fast as pinned beside the other, in the
 # same benchmark; the restart costs well under a minute).
-# A finished run is left alone. Needs bash >= 5.1 (wait -n -p) and, for the pinning, taskset.
+# A finished run is left alone; a run whose partner has finished trains alone on every core. Needs bash >= 5.1 (wait -n -p) and, for the pinning, taskset.
 #
 # Env: SEED [0], DATA_DIR [unset: the trainers' search, $CIFAR10_DIR, the cache], RUNS [results/runs],
 #      BACKENDS ["torch_impl jax_impl"], PYTHON [.venv/bin/python if there is one, else python],
@@ -85,13 +85,17 @@ report() {  # report BACKEND CODE
     esac
 }
 
-core=0
+pending=()
 for backend in $BACKENDS; do
     if [ -f "$(run_dir "$backend")/final.json" ]; then
         echo "$(run_dir "$backend"): finished; nothing to do"
-        continue
+    else
+        pending+=("$backend")
     fi
-    if [ "$cores" -ge 2 ]; then
+done
+core=0
+for backend in "${pending[@]}"; do
+    if [ "$cores" -ge 2 ] && [ "${#pending[@]}" -ge 2 ]; then   # a run left alone gets every core
         start "$backend" $(( core % cores )) "$BUDGET"
         core=$(( core + 1 ))
     else

@@ -143,7 +143,8 @@ def duration(seconds) -> str:
     return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
 
 
-_GENERIC_DEVICE = re.compile(r"^([A-Za-z]+)[:_]?\d+\b")  # jax's str(device): 'cpu:0', 'cuda:0', 'TPU_0(...)'
+# jax's str(device) with its device_kind after it ('gpu:0 NVIDIA H200'), or an id alone ('cuda:0', 'TPU_0(...)')
+_GENERIC_DEVICE = re.compile(r"^([A-Za-z]+)[:_]?\d+\b(?:\s+(\S.*))?")
 
 
 def hardware(hw: dict) -> str:
@@ -156,7 +157,10 @@ def hardware(hw: dict) -> str:
     names = []
     for d in accelerators:
         m = _GENERIC_DEVICE.match(str(d))
-        names.append(f"{m.group(1)} device (model not recorded)" if m else str(d))
+        if m and m.group(2):
+            names.append(m.group(2))
+        else:
+            names.append(f"{m.group(1)} device (model not recorded)" if m else str(d))
     return ", ".join(f"{n}× {name}" for name, n in sorted(Counter(names).items()))
 
 
@@ -423,7 +427,24 @@ def how_long_lines(runs: list, unfinished: list) -> list:
                                             f"{duration(remaining)} of training at its median {rate:,.0f} images/s")
             lines.append(f"- `{run.name}` (unfinished): {run.last_step:,} of {run.iterations:,} steps in "
                          f"{duration(wall)}{rest}; {hw}.")
+        pace = pace_by_hardware(run)
+        if len(pace) > 1:
+            lines[-1] += " By hardware: " + "; ".join(
+                f"{name}, {steps:,} steps in {duration(seconds)} (all {run.iterations:,} at that pace: "
+                f"{duration(seconds * run.iterations / steps)})" for name, (steps, seconds) in pace.items()) + "."
     return lines or ["- No paper-schedule (64,000-iteration) run yet."]
+
+
+def pace_by_hardware(run: Run) -> dict:
+    """{hardware: (steps, wall seconds)} over the run's ended slices, in the order the hardware first trained
+    it; a slice's wall time includes its start-up, evaluations and checkpoints."""
+    pace: dict = {}
+    for s in run.slices:
+        if s.get("from_step") is None or s.get("to_step") is None or not s.get("wall_time_s"):
+            continue
+        steps, seconds = pace.get(hardware(s.get("hardware") or {}), (0, 0.0))
+        pace[hardware(s.get("hardware") or {})] = (steps + s["to_step"] - s["from_step"], seconds + s["wall_time_s"])
+    return {name: v for name, v in pace.items() if v[0] > 0}
 
 
 def replace_between(text: str, start: str, end: str, block: str) -> str:

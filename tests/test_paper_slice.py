@@ -39,7 +39,7 @@ def test_slices_carry_both_runs_to_the_end(tmp_path):
         assert f"{run}: stopped, resumable (exit 75)" in first.stdout
         config = json.loads((run / "config.json").read_text())
         assert config["recipe"]["full_train"] and config["recipe"]["iterations"] == 4  # protocol + START_FLAGS
-        assert config["options"].get("threads", 1) == 1  # one thread each, side by side
+        assert config["options"]["threads"] == 1  # one thread each, side by side
     second = slice_(tmp_path, "1h")
     assert second.returncode == 0, second.stdout + second.stderr
     for backend, run in runs.items():
@@ -77,15 +77,20 @@ needs_two_cores = pytest.mark.skipif((os.cpu_count() or 1) < 2 or not shutil.whi
                                      reason="the side-by-side placement needs two cores and taskset")
 
 
-def fake_slice(tmp_path, budget):
+def fake_env(tmp_path, **extra) -> dict:
+    """paper_slice.sh's environment with FAKE_PYTHON as its Python (which logs its starts to tmp_path/fake.log)."""
     fake = tmp_path / "fake-python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
     env = {**os.environ, "PYTHON": str(fake), "REAL_PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"),
-           "FAKE_LOG": str(tmp_path / "fake.log")}
+           "FAKE_LOG": str(tmp_path / "fake.log"), **extra}
     env.pop("TAKEOVER_MIN_S", None)  # the default
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "paper_slice.sh"), budget], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    return env
+
+
+def fake_slice(tmp_path, budget):
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "paper_slice.sh"), budget], env=fake_env(tmp_path),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     return done, (tmp_path / "fake.log").read_text().splitlines()
 
 
@@ -103,6 +108,20 @@ def test_the_run_left_alone_continues_on_every_core(tmp_path):
     assert "cpus=1 " not in jax_again  # unpinned
     assert 3000 < int(jax_again.split("budget=")[1].split()[0]) < 3600  # what is left of the slice's budget
     assert (jax_run / "train.log").read_text().count("=== slice started") == 2
+
+
+@needs_two_cores
+def test_a_run_whose_partner_has_finished_starts_on_every_core(tmp_path):
+    """One run left (the other finished, e.g. on a GPU): it is not pinned to one core beside nothing."""
+    finished = tmp_path / "runs" / "torch_impl-resnet32-64k-seed0"
+    finished.mkdir(parents=True)
+    (finished / "final.json").write_text("{}")
+    done, started = fake_slice(tmp_path, "1")
+    assert done.returncode == 75, done.stdout + done.stderr
+    assert f"{finished}: finished; nothing to do" in done.stdout
+    assert "jax_impl-resnet32-64k-seed0: pid " in done.stdout and f"(on all {os.cpu_count()} cores)" in done.stdout
+    [jax_start] = started
+    assert jax_start.startswith(f"jax_impl threads={os.cpu_count()} ") and "cpus=0 " not in jax_start
 
 
 @needs_two_cores
@@ -125,12 +144,8 @@ def test_a_budget_that_is_no_duration_is_a_one_line_error(tmp_path):
 def test_sigterm_stops_the_slice_resumable_and_reports_it(tmp_path):
     """SIGTERM to the script reaches the trainers; it waits for them to save and reports them resumable (the
     wait it interrupts leaves its pid variable unset, which `set -u` must not turn into a crash)."""
-    fake = tmp_path / "fake-python"
-    fake.write_text(FAKE_PYTHON)
-    fake.chmod(0o755)
-    env = {**os.environ, "PYTHON": str(fake), "REAL_PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"),
-           "FAKE_LOG": str(tmp_path / "fake.log"), "BACKENDS": "jax_impl"}
-    script = subprocess.Popen(["bash", str(ROOT / "scripts" / "paper_slice.sh"), "3600"], env=env, cwd=tmp_path,
+    script = subprocess.Popen(["bash", str(ROOT / "scripts" / "paper_slice.sh"), "3600"],
+                              env=fake_env(tmp_path, BACKENDS="jax_impl"), cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (tmp_path / "fake.log").is_file() and time.monotonic() < deadline:

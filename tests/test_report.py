@@ -148,6 +148,12 @@ def test_slices_of_a_run_that_spans_machines(tmp_path):
     row = table_rows(readme.split("## In progress")[0])["torch_impl-resnet32-64k-seed0"]
     assert row["Hardware"] == "Fake CPU 9000 (2 cores); 2 slices, also on 1× NVIDIA H200"
     assert row["Commit"] == "aaaaaaa (resumed at bbbbbbb)"
+    finished = next(r for r in report.load_runs(root)[0] if r.name == "torch_impl-resnet32-64k-seed0")
+    assert report.pace_by_hardware(finished) == {"Fake CPU 9000 (2 cores)": (30000, 8400.0),
+                                                 "1× NVIDIA H200": (34000, 500.0)}
+    assert report.how_long_lines([finished], [])[0].endswith(
+        "By hardware: Fake CPU 9000 (2 cores), 30,000 steps in 2h 20m (all 64,000 at that pace: 4h 58m); "
+        "1× NVIDIA H200, 34,000 steps in 8m 20s (all 64,000 at that pace: 15m 41s).")
     assert "| torch_impl-resnet32-64k-seed0 | 2 | 30,000 → 64,000 | 2026-01-02 00:00:00 | 8m 20s | finished | " \
            "1× NVIDIA H200 | bbbbbbb |" in readme
     assert "| jax_impl-resnet32-64k-seed0 | 1 | 0 → ? | 2026-01-01 00:00:00 | — | still running, or killed |" in readme
@@ -203,6 +209,8 @@ def test_paper_figures_and_hardware():
     assert report.PAPER_TEST_ERROR == {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
     assert report.hardware({"cpu": "X", "cpu_count": 2, "devices": ["cpu:0", "cpu:1"]}) == "X (2 cores)"
     assert report.hardware({"devices": ["cuda:0"]}).startswith("1× cuda device")
+    assert report.hardware({"devices": ["gpu:0 NVIDIA H200", "gpu:1 NVIDIA H200"]}) == "2× NVIDIA H200"  # jax's
+    assert report.hardware({"devices": ["TPU_0(process=0,(0,0,0,0))"]}) == "1× TPU device (model not recorded)"
 
 
 def test_command_line_without_finished_runs(tmp_path):

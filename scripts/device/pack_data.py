@@ -1,6 +1,6 @@
 """Pack CIFAR-10 into a few xz parts small enough to travel to the device machine one call at a time.
 
-    python scripts/device/pack_data.py [--data-dir D] [--out build/device] [--parts 3]
+    python scripts/device/pack_data.py [--data-dir D] [--out build/device] [--parts N]
 
 The byte stream is the dataset in the official layout, nothing else:
 
@@ -11,7 +11,9 @@ The byte stream is the dataset in the official layout, nothing else:
 
 Each row is 1024 red, 1024 green, 1024 blue values of a 32x32 image, i.e. planar (3, 32, 32). The stream is
 compressed as one .xz stream (delta filter, dist 32 = the pixel above, then LZMA2 preset 9|extreme with
-lc=4, pb=0: about 124 MB, against 170 MB for the official .tar.gz) and cut into --parts equal pieces.
+lc=4, pb=0: about 124 MB, against 170 MB for the official .tar.gz) and cut into --parts equal pieces: by
+default the fewest that each fit into one call beside the working tree that travels with it (git's tracked and
+untracked-not-ignored files, measured now; the committed run directories make it grow).
 manifest.json records each part's size and SHA-256, the arrays' offsets and shapes, and the content hashes
 that scripts/device/assemble.py checks on the device.
 
@@ -25,6 +27,7 @@ import argparse
 import hashlib
 import json
 import lzma
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,7 +40,28 @@ sys.path.insert(0, str(REPO_ROOT))
 from cifar_core import data  # noqa: E402
 
 FORMAT = "cifar10-planar-xz-v1"
-PART_LIMIT = 60 * 2**20  # a call carries at most 64 MiB, the working tree included
+CALL_LIMIT = 64 * 2**20  # what one device call carries: the working tree and the carried paths
+HEADROOM = 4 * 2**20  # the manifest, and run directories that grow between packing and the calls
+
+
+def working_tree_bytes(root: Path = REPO_ROOT) -> int:
+    """Bytes of the files a device call sends besides the carried ones: git's tracked and untracked-not-ignored
+    files (0 outside a git checkout)."""
+    try:
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
+                                 "--exclude-standard"], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return 0
+    files = {root / name.decode() for name in listed.split(b"\0") if name}
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def parts_needed(compressed_size: int, tree_bytes: int) -> int:
+    room = CALL_LIMIT - tree_bytes - HEADROOM
+    if room <= 0:
+        sys.exit(f"error: the working tree alone ({tree_bytes / 2**20:.1f} MiB) leaves no room in a device call's "
+                 f"{CALL_LIMIT // 2**20} MiB; move large untracked files out of the checkout or add them to .gitignore.")
+    return -(-compressed_size // room)
 
 
 def part_name(k: int, n: int) -> str:
@@ -68,7 +92,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", default=str(REPO_ROOT.parent / "shared" / "data" / "cifar10"),
                         help="folder holding cifar-10-python.tar.gz or cifar-10-batches-py/")
     parser.add_argument("--out", default=str(REPO_ROOT / "build" / "device"), help="where the parts go")
-    parser.add_argument("--parts", type=int, default=3, help="number of pieces (each must stay under 60 MiB)")
+    parser.add_argument("--parts", type=int, default=None,
+                        help="number of pieces (default: the fewest that each fit into a call beside the working tree)")
     parser.add_argument("--delta-dist", type=int, default=32,
                         help="xz delta filter distance (1..256; 32 = same column, previous image row)")
     parser.add_argument("--preset", type=int, default=9, help="LZMA2 preset (the 'extreme' flag is always on)")
@@ -92,9 +117,14 @@ def main(argv=None) -> int:
     print(f"compressed to {len(compressed):,} bytes ({len(compressed) / len(stream):.3f}) "
           f"in {time.time() - started:.0f} s")
 
+    tree = working_tree_bytes()
+    fewest = parts_needed(len(compressed), tree)
+    args.parts = args.parts or fewest
     size = -(-len(compressed) // args.parts)
-    if size > PART_LIMIT:
-        sys.exit(f"error: {args.parts} parts of {size:,} bytes exceed {PART_LIMIT:,}; use more --parts.")
+    if args.parts < fewest:
+        sys.exit(f"error: {args.parts} parts of {size:,} bytes do not fit into a call beside the working tree "
+                 f"({tree:,} bytes); use --parts {fewest} or more.")
+    print(f"working tree {tree / 2**20:.1f} MiB: {args.parts} parts of {size / 2**20:.1f} MiB")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("cifar10.part*"):

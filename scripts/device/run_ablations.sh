@@ -4,7 +4,7 @@
 # the one GPU, JOBS trainers at a time, continuing the run directories committed under results/ablations/; stop
 # them cleanly before the call's limit (--time-budget) and pack the set.
 #
-#   bash scripts/device/run_ablations.sh   # carry build/device/cifar10.part3of3 and build/device/manifest.json
+#   bash scripts/device/run_ablations.sh   # carry the last part (build/device/cifar10.partNofN) and build/device/manifest.json
 #
 # What comes back in $OUT:
 #   ablations.tar.gz     ablations/: every variant's run directory as it now stands (finished runs without

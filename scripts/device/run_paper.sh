@@ -4,7 +4,7 @@
 # time on the one GPU, continuing the run directories committed under results/runs/ when there are any, stop
 # them cleanly before the call's limit (--time-budget), and pack the runs.
 #
-#   bash scripts/device/run_paper.sh      # carry build/device/cifar10.part3of3 and build/device/manifest.json
+#   bash scripts/device/run_paper.sh      # carry the last part (build/device/cifar10.partNofN) and build/device/manifest.json
 #
 # What comes back in $OUT (6 files, the tool returns at most 8):
 #   <backend>-<RUN_TAG>.tar.gz (both backends)   the run directories (config.json, metrics.jsonl, final.json,
