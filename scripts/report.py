@@ -33,6 +33,7 @@ PAPER_DEFAULTS = {"optimizer": "sgd", "augment": True, "subtract_mean": True, "l
                   "bn_momentum": 0.1, "downsample": "stride", "architecture": "cifar"}
 BACKEND_COLOURS = {"torch_impl": "tab:red", "jax_impl": "tab:blue"}
 OTHER_COLOURS = ("tab:green", "tab:purple", "tab:orange", "tab:brown")
+RUN_MARKERS = ("o", "s", "^", "D")
 
 
 class Run:
@@ -362,11 +363,16 @@ def plot_group(runs: list, path: Path, in_progress: bool = False) -> str:
         title += f", in progress (to step {max(r.last_step for r in runs):,})"
     per_backend = Counter(r.backend for r in runs)
     extra = iter(OTHER_COLOURS)
-    colours = {}
+    colours, seen = {}, Counter()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     top, latest = 0.0, []
     for run in runs:
-        colour = colours.setdefault(run.backend, BACKEND_COLOURS.get(run.backend) or next(extra, "black"))
+        base = colours.setdefault(run.backend, BACKEND_COLOURS.get(run.backend) or next(extra, "black"))
+        # A backend's later runs (its other seeds): darker shades of its colour, other markers.
+        k = seen[run.backend]
+        seen[run.backend] += 1
+        colour = tuple(c * 0.6 ** k for c in matplotlib.colors.to_rgb(base))
+        marker = RUN_MARKERS[k % len(RUN_MARKERS)]
         label = run.backend if per_backend[run.backend] == 1 else f"{run.backend} ({run.name})"
         train = [(r["step"], 100 * r["train_error"]) for r in run.metrics
                  if r.get("kind") == "train" and r.get("train_error") is not None]
@@ -376,7 +382,7 @@ def plot_group(runs: list, path: Path, in_progress: bool = False) -> str:
             ax.plot(*zip(*train), linestyle="--", linewidth=1.0, color=colour, alpha=0.8, label=f"{label} train")
             top = max(top, max(e for _, e in train))
         if test:
-            ax.plot(*zip(*test), linestyle="-", linewidth=1.8, marker="o", markersize=3, color=colour,
+            ax.plot(*zip(*test), linestyle="-", linewidth=1.8, marker=marker, markersize=3, color=colour,
                     label=f"{label} test")
             top = max(top, max(e for _, e in test))
             latest.append(test[-1][1])
