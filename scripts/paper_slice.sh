@@ -15,7 +15,8 @@
 # than TAKEOVER_MIN_S of the budget left, the other is stopped cleanly and continued at once with every core
 # (alone with two threads, a trainer ran 1.5x (JAX) and 2x (PyTorch) as fast as pinned beside the other, in the
 # same benchmark; the restart costs well under a minute).
-# A finished run is left alone; a run whose partner has finished trains alone on every core. Needs bash >= 5.1 (wait -n -p) and, for the pinning, taskset.
+# A finished run is left alone; a run whose partner has finished trains alone on every core.
+# Needs bash >= 5.1 (wait -n -p) and, for the pinning, taskset.
 #
 # Env: SEED [0], DATA_DIR [unset: the trainers' search, $CIFAR10_DIR, the cache], RUNS [results/runs],
 #      BACKENDS ["torch_impl jax_impl"], PYTHON [.venv/bin/python if there is one, else python],

@@ -158,10 +158,10 @@ def hardware(hw: dict) -> str:
     names = []
     for d in accelerators:
         m = _GENERIC_DEVICE.match(str(d))
-        if m and m.group(2):
-            names.append(m.group(2))
+        if not m:
+            names.append(str(d))
         else:
-            names.append(f"{m.group(1)} device (model not recorded)" if m else str(d))
+            names.append(m.group(2) or f"{m.group(1)} device (model not recorded)")
     return ", ".join(f"{n}× {name}" for name, n in sorted(Counter(names).items()))
 
 
@@ -448,8 +448,9 @@ def pace_by_hardware(run: Run) -> dict:
     for s in run.slices:
         if s.get("from_step") is None or s.get("to_step") is None or not s.get("wall_time_s"):
             continue
-        steps, seconds = pace.get(hardware(s.get("hardware") or {}), (0, 0.0))
-        pace[hardware(s.get("hardware") or {})] = (steps + s["to_step"] - s["from_step"], seconds + s["wall_time_s"])
+        name = hardware(s.get("hardware") or {})
+        steps, seconds = pace.get(name, (0, 0.0))
+        pace[name] = (steps + s["to_step"] - s["from_step"], seconds + s["wall_time_s"])
     return {name: v for name, v in pace.items() if v[0] > 0}
 
 
