@@ -20,7 +20,7 @@ def resnet(depth: int = 32, pretrained: bool = False):
     """ResNet-`depth` (6n+2) for CIFAR-10, in eval mode; pretrained=True: the committed weights of that depth."""
     model = _resnet(depth)
     if pretrained:
-        tensors, _, _ = _weights.read_any(_pretrained_weights(depth))
+        tensors, _, _ = _weights.read(_pretrained_weights(depth))
         _from_neutral(model, tensors)
     return model.eval()
 

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import tfds_data
+from .dataset import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES, Cifar10, DataError  # noqa: F401  (re-exported)
+
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
 BATCHES_DIR = "cifar-10-batches-py"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -38,26 +41,7 @@ CONTENT_SHA256 = {
     "train": "9d5c2eddadb0deff02c14c350c0385aab7b1d5ff1edfeb4997c8dc8644960111",
     "test": "177777c33ba79825320efa646ad04a94bdc3c80e4ebe3bd21724f8cdfd4b9d56",
 }
-NUM_CLASSES = 10
-CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")  # batches.meta
-IMAGE_SHAPE = (32, 32, 3)  # the core hands out NHWC: see normalize()
 CACHE_VERSION = 1
-
-
-class DataError(RuntimeError):
-    """CIFAR-10 is missing or damaged. The message names the file and what to do."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Cifar10:
-    """The raw dataset: uint8 NHWC images and int64 labels, in the official order."""
-
-    train_images: np.ndarray  # (50000, 32, 32, 3) uint8
-    train_labels: np.ndarray  # (50000,) int64
-    test_images: np.ndarray  # (10000, 32, 32, 3) uint8
-    test_labels: np.ndarray  # (10000,) int64
-    content_sha256: dict  # {"train": ..., "test": ...} of the raw `data` rows
-    source: str
 
 
 # ----------------------------------------------------------------------------------------------- locating
@@ -271,7 +255,6 @@ def load(data_dir: str | os.PathLike | None = None, download: bool = True, sourc
         path = locate(data_dir, download=False)
     except DataError:
         if source == "auto" and data_dir is None:
-            from . import tfds_data
             if tfds_data.prepared_dir(tfds_data_dir) is not None and _importable("tensorflow_datasets"):
                 return _load_tfds(tfds_data_dir)
         path = locate(data_dir, download)
@@ -284,7 +267,6 @@ def _importable(module: str) -> bool:
 
 
 def _load_tfds(tfds_data_dir) -> Cifar10:
-    from . import tfds_data
     version_dir = tfds_data.prepared_dir(tfds_data_dir)
     if version_dir is None:
         raise DataError(f"no prepared TFDS cifar10 in {tfds_data.data_root(tfds_data_dir)}; {tfds_data.PREPARE_HINT}.")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import IMAGE_SHAPE, Cifar10, DataError
+from .dataset import IMAGE_SHAPE, Cifar10, DataError
 
 NAME = "cifar10"
 SPLITS = ("train", "test")

@@ -135,36 +135,30 @@ def kind_of(head: bytes) -> str | None:
     return None
 
 
-def read_any(path) -> tuple[dict, int, dict]:
-    """(neutral tensors, depth, metadata) of any weights file the project writes, recognised by its content:
-    neutral safetensors, a PyTorch training checkpoint or state_dict (torch.load with weights_only=True), a JAX
-    training checkpoint or Flax variables (msgpack). Reading none of them can run code. The framework whose
-    checkpoint it is gets imported for it alone; this module itself needs NumPy only. Checked: names, shapes
-    (the depth follows from them), finite values. Anything else is a one-line WeightsError naming the file."""
+def read(path) -> tuple[dict, int, dict]:
+    """(tensors, depth, metadata) of a neutral .safetensors file, checked: names, shapes, finite values."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    kind = kind_of(head)
-    if kind == "safetensors":
-        tensors, meta = load(path)[0], metadata(path)
-    elif kind == "torch":
-        from torch_impl.checkpoint import read_neutral
-        tensors, meta = read_neutral(path)
-    elif kind == "msgpack":
-        from jax_impl.checkpoint import read_neutral
-        tensors, meta = read_neutral(path)
-    elif kind == "pickle":
-        raise WeightsError(f"{path}: a bare pickle, not read (unpickling can run code); give a .safetensors file, "
-                           "a torch.save checkpoint or a JAX .msgpack checkpoint.")
-    else:
-        what = "an empty file" if not head else f"a file starting {head[:8]!r}"
-        raise WeightsError(f"{path}: {what}, not weights this project reads; give a .safetensors file, a "
-                           "PyTorch checkpoint (last.pt) or a JAX checkpoint (last.msgpack).")
+    tensors = load(path)[0]
+    return tensors, checked(tensors, path), metadata(path)
+
+
+def checked(tensors: dict, source) -> int:
+    """The depth of neutral `tensors` read from `source`, after checking names, shapes and finite values."""
     depth = depth_of(tensors)
     if depth < 8:
-        raise WeightsError(f"{path}: not ResNet-(6n+2) weights (no layer1 blocks; names: {sorted(tensors)[:4]}).")
-    check(tensors, depth, str(path))
-    check_finite(tensors, str(path))
-    return tensors, depth, meta
+        raise WeightsError(f"{source}: not ResNet-(6n+2) weights (no layer1 blocks; names: {sorted(tensors)[:4]}).")
+    check(tensors, depth, str(source))
+    check_finite(tensors, str(source))
+    return depth
+
+
+def refusal(path, head: bytes) -> WeightsError:
+    """The error for a file that is none of the formats read here: a bare pickle, or something else."""
+    if kind_of(head) == "pickle":
+        return WeightsError(f"{path}: a bare pickle, not read (unpickling can run code); give a .safetensors file, "
+                            "a torch.save checkpoint or a JAX .msgpack checkpoint.")
+    what = "an empty file" if not head else f"a file starting {head[:8]!r}"
+    return WeightsError(f"{path}: {what}, not weights this project reads; give a .safetensors file, a PyTorch "
+                        "checkpoint (last.pt) or a JAX checkpoint (last.msgpack).")

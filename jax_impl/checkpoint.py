@@ -134,7 +134,7 @@ def export_neutral(path, variables: dict, depth: int, metadata: dict | None = No
 
 
 def read_neutral(path) -> tuple[dict, dict]:
-    """(neutral tensors, metadata) of a JAX training checkpoint or bare Flax variables; for weights.read_any."""
+    """(neutral tensors, metadata) of a JAX training checkpoint or bare Flax variables; for interop.weights."""
     payload = _restore(path)
     state = payload.get("state", payload)  # a training checkpoint, or bare {"params", "batch_stats"}
     try:
@@ -143,10 +143,3 @@ def read_neutral(path) -> tuple[dict, dict]:
         raise weights.WeightsError(f"{path}: a msgpack file, but not this project's JAX checkpoint or Flax "
                                    f"variables ({weights.first_line(error)}).") from None
     return tensors, {"recipe": payload.get("recipe")}
-
-
-def load_any(path) -> tuple[dict, int, dict]:
-    """(variables, depth, metadata) from any weights file weights.read_any reads: either backend's checkpoint
-    or a neutral .safetensors file."""
-    tensors, depth, metadata = weights.read_any(path)
-    return from_neutral(tensors), depth, metadata

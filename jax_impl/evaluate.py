@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cifar_core import cli, evaluation, weights
 from cifar_core.data import DataError
+from interop.weights import read_any
 
 from . import checkpoint
 from .model import ResNet
@@ -16,7 +17,8 @@ def main(argv=None) -> float:
     args = evaluation.build_parser("jax_impl").parse_args(argv)
     path = Path(args.checkpoint)
     try:
-        variables, depth, metadata = checkpoint.load_any(path)
+        tensors, depth, metadata = read_any(path)
+        variables = checkpoint.from_neutral(tensors)
         recipe = evaluation.recipe_of(metadata, path)
         images, labels = evaluation.test_set(recipe, args.data_dir, args.subtract_mean, args.data_source,
                                              args.tfds_data_dir)

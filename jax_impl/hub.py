@@ -21,5 +21,5 @@ def resnet(depth: int = 32, pretrained: bool = False, seed: int = 0) -> tuple[Re
     model = ResNet(depth)
     if not pretrained:
         return model, init_variables(model, seed)
-    tensors, _, _ = weights.read_any(pretrained_weights(depth))
+    tensors, _, _ = weights.read(pretrained_weights(depth))
     return model, from_neutral(tensors)

@@ -275,10 +275,12 @@ def _cross_entropy(logits, labels):
 # --------------------------------------------------------------------------------------------- evaluation
 
 
-def test_set_logits(path, data_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """float32 logits of a neutral weights file on the whole test set in both backends, and the labels."""
+def test_set_logits(path, data_dir, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 logits of a neutral weights file on the test set (its first `limit` images, or all) in both
+    backends, and the labels."""
     tensors, depth = weights.load(path)
     images, labels = evaluation.test_set(evaluation.recipe_of(weights.metadata(path)), data_dir)
+    images, labels = images[:limit], labels[:limit]
     model = torch_model(tensors, np.float32).eval()
     variables = jax_ckpt.from_neutral(tensors)
     # The convolutions jax_impl.evaluate runs (oneDNN's on CPU), compiled as jax_impl.train compiles its

@@ -246,10 +246,12 @@ def run_set(args) -> int:
 def final_weights(run: Path, data_dir: str | None):
     """(eval-mode model, its recipe, the CIFAR-10 folder the run read where it still exists, else data_dir)."""
     from cifar_core import evaluation
-    from torch_impl.checkpoint import load_any
+    from cifar_core.weights import read
+    from torch_impl.checkpoint import model_from_neutral
 
     weights = run / "checkpoints" / "final.safetensors"
-    model, metadata = load_any(weights)
+    tensors, _, metadata = read(weights)
+    model = model_from_neutral(tensors, metadata, weights)
     if data_dir is None:  # the folder the run read, where it still exists; else the trainers' search
         folder = Path(json.loads((run / "config.json").read_text())["data"]["source"]).parent
         data_dir = str(folder) if folder.is_dir() else None

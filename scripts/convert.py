@@ -2,7 +2,7 @@
 
     python scripts/convert.py IN OUT
 
-IN: a torch checkpoint, a JAX checkpoint or a neutral file, recognised by content (cifar_core.weights.read_any).
+IN: a torch checkpoint, a JAX checkpoint or a neutral file, recognised by content (interop.weights.read_any).
 OUT: .safetensors (neutral), .pt (a torch state_dict) or .msgpack (Flax {"params", "batch_stats"}).
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cifar_core import cli, weights  # noqa: E402
+from interop.weights import read_any  # noqa: E402
 
 
 def main(argv=None):
@@ -22,7 +23,7 @@ def main(argv=None):
     if args.output.suffix not in (".safetensors", ".pt", ".msgpack"):
         cli.fail(f"{args.output}: unknown kind; expected .pt, .msgpack or .safetensors")
     try:
-        tensors, depth, metadata = weights.read_any(args.input)
+        tensors, depth, metadata = read_any(args.input)
     except weights.WeightsError as error:
         cli.fail(error)
     meta = {k: v for k, v in metadata.items() if k not in ("format", "depth") and v is not None}

@@ -14,7 +14,8 @@ from cifar_core import data, evaluation, pipeline, plan
 from cifar_core.recipe import DEPARTURES, Recipe
 from cifar_core.run import RunDir, RunDirError
 
-from torch_impl.checkpoint import load_any
+from interop.weights import read_any
+from torch_impl.checkpoint import model_from_neutral
 from torch_impl.imagenet_resnet import resnet18
 from torch_impl.model import build, count_parameters, resnet
 from trainer_runs import EVALUATES, TRAINERS, losses, train
@@ -91,7 +92,8 @@ def test_departures_reach_the_run_its_weights_and_both_evaluates(backend, data_d
         "optimizer": "adam", "bn_eps": 1e-3, "bn_momentum": 0.01, "downsample": "maxpool", "augment": False,
         "subtract_mean": False}
     weights = run / "checkpoints" / "final.safetensors"
-    model, _ = load_any(weights)
+    tensors, _, metadata = read_any(weights)
+    model = model_from_neutral(tensors, metadata)
     assert model.layer2[0].pool and model.bn1.eps == 1e-3 and model.bn1.momentum == 0.01
     for evaluate in EVALUATES.values():  # each builds the run's network and feeds the images as it was fed
         assert evaluate.main(["--checkpoint", str(weights), "--data-dir", data_dir]) == final["final_test_error"]
@@ -99,7 +101,8 @@ def test_departures_reach_the_run_its_weights_and_both_evaluates(backend, data_d
 
 def test_a_relu_on_the_logits_reaches_the_network_and_its_weights(data_dir, tmp_path):
     train("torch_impl", data_dir, tmp_path / "run", "--iterations", "2", "--logit-relu")
-    model, _ = load_any(tmp_path / "run" / "checkpoints" / "final.safetensors")
+    tensors, _, metadata = read_any(tmp_path / "run" / "checkpoints" / "final.safetensors")
+    model = model_from_neutral(tensors, metadata)
     assert model.logit_relu
     assert (model(torch.randn(8, 3, 32, 32)) >= 0).all()
 

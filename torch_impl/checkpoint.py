@@ -16,6 +16,9 @@ import numpy as np
 import torch
 
 from cifar_core import weights
+from cifar_core.evaluation import recipe_of
+
+from .model import resnet
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -97,7 +100,7 @@ def export_neutral(path, model, metadata: dict | None = None) -> None:
 
 
 def read_neutral(path) -> tuple[dict, dict]:
-    """(neutral tensors, metadata) of a torch training checkpoint or bare state_dict; for weights.read_any."""
+    """(neutral tensors, metadata) of a torch training checkpoint or bare state_dict; for interop.weights."""
     state = read(path)
     state_dict = state.get("model", state)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
@@ -106,13 +109,8 @@ def read_neutral(path) -> tuple[dict, dict]:
     return tensors, {"recipe": state.get("recipe")}
 
 
-def load_any(path, device="cpu") -> tuple[torch.nn.Module, dict]:
-    """(model in eval mode, metadata) from any weights file weights.read_any reads: either backend's
-    checkpoint or a neutral .safetensors file."""
-    from cifar_core.evaluation import recipe_of
-
-    from .model import resnet
-
-    tensors, depth, metadata = weights.read_any(path)
-    options = recipe_of(metadata, path).model_options()  # BN's eps, a ReLU on the logits, ...: the eval-mode net
-    return from_neutral(resnet(depth, **options), tensors).to(device).eval(), metadata
+def model_from_neutral(tensors: dict, metadata: dict, source="weights", device="cpu") -> torch.nn.Module:
+    """The eval-mode network of neutral `tensors`, built with the model options of the recipe saved beside them
+    (BN's eps, a ReLU on the logits, ...)."""
+    options = recipe_of(metadata, source).model_options()
+    return from_neutral(resnet(weights.depth_of(tensors), **options), tensors).to(device).eval()

@@ -8,6 +8,7 @@ import torch
 
 from cifar_core import cli, evaluation, weights
 from cifar_core.data import DataError
+from interop.weights import read_any
 
 from . import checkpoint
 from .train import evaluate
@@ -17,7 +18,8 @@ def main(argv=None) -> float:
     args = evaluation.build_parser("torch_impl").parse_args(argv)
     path = Path(args.checkpoint)
     try:
-        model, metadata = checkpoint.load_any(path)
+        tensors, _, metadata = read_any(path)
+        model = checkpoint.model_from_neutral(tensors, metadata, path)
         recipe = evaluation.recipe_of(metadata, path)
         images, labels = evaluation.test_set(recipe, args.data_dir, args.subtract_mean, args.data_source,
                                              args.tfds_data_dir)
