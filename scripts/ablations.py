@@ -9,8 +9,8 @@ results/ablations.md (one table row per variant, one figure per question, answer
 The schedule (SCHEDULE): ResNet-20, all 50,000 training images, 4,000 iterations at batch 128 (~10 epochs), lr
 divided by 10 at 50% and 75%, test error every 250 iterations, seed 0; the baseline runs twice (seeds 0, 1), so
 each claim can be set against the seed-to-seed spread. Each variant changes only what its flags say: trainer
-options of both backends (cifar_core/cli.py, "departures from the paper"), or for question 6 the module
-torch_impl/imagenet_resnet.py. PyTorch trains them all (JAX has every option but the ImageNet layout and computes
+options of both backends (cifar_core/cli.py, "departures from the paper"), for question 6 torchvision's resnet18
+(--architecture imagenet-resnet18). PyTorch trains them all (JAX has every option but the ImageNet layout and computes
 the same functions: parity_tests/test_ablation_variants.py).
 
 `run` starts or resumes (--resume) every unfinished variant's run directory under results/ablations/, as many at
