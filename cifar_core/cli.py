@@ -12,7 +12,7 @@ from typing import NoReturn
 from . import data, pipeline
 from .data import DataError
 from .loop import RESUMABLE_EXIT_STATUS, NonFiniteLossError, StopSignal
-from .recipe import ARCHITECTURES, DEPARTURES, DOWNSAMPLING, OPTIMIZERS, PRESETS, Recipe
+from .recipe import ARCHITECTURES, AUGMENTATIONS, DEPARTURES, DOWNSAMPLING, OPTIMIZERS, PRESETS, Recipe
 from .run import RunDir, RunDirError, read_config
 from .weights import WeightsError
 
@@ -39,8 +39,8 @@ def fail(error) -> NoReturn:
     raise exit_
 
 # Flags that set a Recipe field of the same name.
-RECIPE_FLAGS = ("depth", "iterations", "batch_size", "lr", "seed", "split_seed", "eval_every", "log_every",
-                "full_train", *DEPARTURES)
+RECIPE_FLAGS = ("depth", "iterations", "batch_size", "lr", "lr_decay", "seed", "split_seed", "eval_every",
+                "log_every", "full_train", *DEPARTURES)
 
 
 def build_parser(backend: str) -> argparse.ArgumentParser:
@@ -57,6 +57,8 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
                         help="total iterations; the lr milestones move to 50%% and 75%% of it (paper: 64000)")
     parser.add_argument("--batch-size", type=int, help="global batch, split across devices (paper: 128)")
     parser.add_argument("--lr", type=float, help="initial learning rate (paper: 0.1)")
+    parser.add_argument("--lr-decay", type=float,
+                        help="the lr's factor at each milestone (paper: 0.1; 1 keeps the lr constant)")
     parser.add_argument("--seed", type=int, help="initialisation and augmentation seed (default 0)")
     parser.add_argument("--split-seed", type=int, help="seed of the 45k/5k train/val split (default 0)")
     parser.add_argument("--full-train", action="store_true", default=None,
@@ -82,10 +84,16 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
         "are the paper's, and a run records the ones it departs by in config.json")
     ablation.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd: SGD with momentum 0.9 (paper); adam: "
                           "Adam, betas (0.9, 0.999), eps 1e-8; both with weight decay added to the gradient")
-    ablation.add_argument("--no-augment", dest="augment", action="store_const", const=False, default=None,
-                          help="train on the images as they are: no pad-and-crop, no flip")
+    ablation.add_argument("--augment", choices=AUGMENTATIONS,
+                          help="crop-flip: 4-pixel zero padding, a random 32x32 crop and a random flip (paper); flip: "
+                               "the random flips alone; none: the images as they are")
+    ablation.add_argument("--no-augment", dest="augment", action="store_const", const="none",
+                          help="--augment none")
     ablation.add_argument("--no-mean-subtraction", dest="subtract_mean", action="store_const", const=False,
                           default=None, help="feed pixels in [0, 1], train and test, without subtracting the mean image")
+    ablation.add_argument("--test-mean-subtraction", dest="test_subtract_mean", type=yes_no, metavar="{yes,no}",
+                          help="whether val and test images have the train mean subtracted, whatever training did "
+                               "(default: as in training)")
     ablation.add_argument("--logit-relu", action="store_const", const=True, default=None,
                           help="a ReLU after the final linear layer (a bug: logits cannot go negative)")
     ablation.add_argument("--bn-eps", type=float, help="BN's epsilon (paper: 1e-5)")
@@ -95,9 +103,18 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
                           help="how stages 2 and 3 halve the resolution: stride (a stride-2 conv, paper), maxpool "
                                "(2x2 max-pool, then stride-1 convs), none (all stages at 32x32)")
     ablation.add_argument("--architecture", choices=ARCHITECTURES,
-                          help="cifar: the paper's ResNet-(6n+2); imagenet-resnet18: torchvision's ImageNet "
-                               "ResNet-18 layout with 10 classes (torch_impl only; --depth is not used)")
+                          help="cifar: the paper's ResNet-(6n+2); imagenet-resnet18: torchvision's "
+                               "resnet18 (torch_impl only; --depth is not used)")
+    ablation.add_argument("--imagenet-head", type=int,
+                          help="the ImageNet ResNet-18's outputs (default 10; 1000: resnet18() as it comes, trained "
+                               "with cross-entropy on labels 0-9)")
     return parser
+
+
+def yes_no(text: str) -> bool:
+    if text not in ("yes", "no"):
+        raise argparse.ArgumentTypeError(f"{text!r}: choose yes or no")
+    return text == "yes"
 
 
 def add_data_source_flags(parser: argparse.ArgumentParser) -> None:

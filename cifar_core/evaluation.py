@@ -41,11 +41,11 @@ def recipe_of(metadata: dict | None, source="weights") -> Recipe:
 
 def test_set(recipe: Recipe, data_dir=None, subtract_mean: bool | None = None, source: str | None = None,
              tfds_data_dir=None):
-    """The test images as the weights' recipe fed them, or with `subtract_mean` False without the mean image
-    whatever it did (question 3 of results/ablations.md), and their labels. `source`, `tfds_data_dir`: as
-    cifar_core.data.load's."""
+    """The test images as the weights' recipe fed them at test time (Recipe.eval_subtract_mean), or with
+    `subtract_mean` given, with or without the mean image whatever it did (question 3 of results/ablations.md),
+    and their labels. `source`, `tfds_data_dir`: as cifar_core.data.load's."""
     dataset = data.load(data_dir, source=source or "auto", tfds_data_dir=tfds_data_dir)
     splits = data.make_splits(dataset, recipe.val_fraction, recipe.split_seed, recipe.full_train)
-    subtract = recipe.subtract_mean if subtract_mean is None else subtract_mean
+    subtract = recipe.eval_subtract_mean if subtract_mean is None else subtract_mean
     mean = splits.mean_image if subtract else np.zeros_like(splits.mean_image)
     return data.normalize(dataset.test_images, mean), dataset.test_labels

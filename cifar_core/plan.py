@@ -8,7 +8,8 @@ a resumed run, either backend and any number of devices see the same pixels.
 
 Augmentation, as in the paper and fb.resnet.torch: the normalised image is zero-padded by 4 pixels on each
 side (zero in mean-subtracted space), a 32x32 window at offset (dy, dx) in [0, 8]^2 is cut out, then the
-window is mirrored left-right if the flip bit is set.
+window is mirrored left-right if the flip bit is set. The ablations' other modes read the same plan: "flip" keeps
+its flip bits with the centred window (offset PAD, no pixel cropped away), "none" the centred window unflipped.
 """
 
 from __future__ import annotations
@@ -88,18 +89,19 @@ def augment(images: np.ndarray, offsets: np.ndarray, flips: np.ndarray) -> np.nd
 class TrainStream:
     """Materialises planned batches from the normalised train split, in NumPy."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, seed: int, batch_size: int, augment: bool = True):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, seed: int, batch_size: int, augment: str = "crop-flip"):
         self.images = images  # (n_train, 32, 32, 3) float32, normalised
         self.labels = np.asarray(labels, np.int32)
         self.seed = seed
         self.batch_size = batch_size
-        self.augment = augment
+        self.augment = augment  # "crop-flip", "flip" or "none" (Recipe.augment)
         self.steps_per_epoch = steps_per_epoch(len(images), batch_size)
 
     def plan(self, step: int) -> BatchPlan:
         plan = batch_plan(self.seed, step, len(self.images), self.batch_size)
-        if not self.augment:  # the centred window, unflipped: every materializer then returns the image as it is
-            plan = BatchPlan(plan.rows, np.full_like(plan.offsets, PAD), np.zeros_like(plan.flips))
+        if self.augment != "crop-flip":  # the centred window, so every materializer crops nothing away
+            flips = plan.flips if self.augment == "flip" else np.zeros_like(plan.flips)
+            plan = BatchPlan(plan.rows, np.full_like(plan.offsets, PAD), flips)
         return plan
 
     def epoch_of(self, step: int) -> float:

@@ -10,7 +10,7 @@ class Recipe:
     depth: int = 32  # 6n + 2
     batch_size: int = 128  # global, split across devices
     lr: float = 0.1
-    lr_decay: float = 0.1  # lr is multiplied by this at each milestone
+    lr_decay: float = 0.1  # lr is multiplied by this at each milestone; 1 keeps it constant
     milestone_fractions: tuple = (0.5, 0.75)  # 32k and 48k of 64k
     iterations: int = 64_000
     momentum: float = 0.9
@@ -25,15 +25,23 @@ class Recipe:
     # Departures from the paper, for the ablations (results/ablations.md, scripts/ablations.py). The defaults are
     # the paper's, and a run's config.json written before these existed reads as the paper's.
     optimizer: str = "sgd"  # "sgd" (momentum `momentum`) or "adam" (betas 0.9/0.999, eps 1e-8); both with L2 decay
-    augment: bool = True  # 4-pixel pad, random 32x32 crop, random horizontal flip
+    augment: str = "crop-flip"  # 4-pixel pad, random 32x32 crop, random horizontal flip; "flip": flips only; "none"
     subtract_mean: bool = True  # the train split's per-pixel mean is subtracted from every image, test images too
+    test_subtract_mean: bool | None = None  # whether val and test images get it; None: as in training
     logit_relu: bool = False  # a ReLU after the final linear layer: a bug people ask about
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1  # PyTorch's convention: the new batch's weight in BN's running averages
     downsample: str = "stride"  # stage entry: "stride" (a stride-2 conv), "maxpool" (2x2 max-pool, stride 1), "none"
     architecture: str = "cifar"  # "cifar" (§4.2, depth 6n+2) or "imagenet-resnet18" (torch_impl only; depth unused)
+    imagenet_head: int = 10  # the ImageNet ResNet-18's outputs: 1000 is resnet18() as torchvision makes it
 
     def __post_init__(self):
+        # config.json files written before augment named a mode hold true/false. A test-time mean choice equal to
+        # training's is stored as None, so that it departs from nothing and a recipe has one spelling.
+        if isinstance(self.augment, bool):
+            object.__setattr__(self, "augment", "crop-flip" if self.augment else "none")
+        if self.test_subtract_mean == self.subtract_mean:
+            object.__setattr__(self, "test_subtract_mean", None)
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ValueError(f"--depth {self.depth}: must be 6n+2 with n >= 1 (8, 20, 32, 44, 56, 110, ...).")
         for name in ("batch_size", "iterations", "eval_every", "log_every", "eval_batch_size"):
@@ -41,9 +49,19 @@ class Recipe:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}.")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("downsample", DOWNSAMPLING), ("architecture", ARCHITECTURES)):
+        for name, allowed in (("optimizer", OPTIMIZERS), ("downsample", DOWNSAMPLING), ("architecture", ARCHITECTURES),
+                              ("augment", AUGMENTATIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}.")
+        if not self.lr_decay > 0:
+            raise ValueError(f"--lr-decay must be positive (1: a constant lr), got {self.lr_decay}.")
+        if self.test_subtract_mean not in (None, True, False):
+            raise ValueError(f"--test-mean-subtraction {self.test_subtract_mean!r}: choose yes or no.")
+        if self.imagenet_head != 10 and self.architecture == "cifar":
+            raise ValueError(f"--imagenet-head {self.imagenet_head}: the ImageNet ResNet-18's head; the CIFAR "
+                             "ResNet has 10 outputs (add --architecture imagenet-resnet18).")
+        if self.imagenet_head < 10:
+            raise ValueError(f"--imagenet-head {self.imagenet_head}: needs at least the 10 classes' outputs.")
         if not self.bn_eps > 0:
             raise ValueError(f"--bn-eps must be positive, got {self.bn_eps}.")
         if not 0 < self.bn_momentum <= 1:
@@ -53,6 +71,11 @@ class Recipe:
     @property
     def blocks_per_stage(self) -> int:
         return (self.depth - 2) // 6
+
+    @property
+    def eval_subtract_mean(self) -> bool:
+        """Whether the images evaluated (val and test) have the train mean subtracted."""
+        return self.subtract_mean if self.test_subtract_mean is None else self.test_subtract_mean
 
     @property
     def milestones(self) -> tuple:
@@ -93,8 +116,9 @@ class Recipe:
 OPTIMIZERS = ("sgd", "adam")
 DOWNSAMPLING = ("stride", "maxpool", "none")
 ARCHITECTURES = ("cifar", "imagenet-resnet18")
-DEPARTURES = ("optimizer", "augment", "subtract_mean", "logit_relu", "bn_eps", "bn_momentum", "downsample",
-              "architecture")
+AUGMENTATIONS = ("crop-flip", "flip", "none")
+DEPARTURES = ("optimizer", "augment", "subtract_mean", "test_subtract_mean", "logit_relu", "bn_eps", "bn_momentum",
+              "downsample", "architecture", "imagenet_head")
 
 PRESETS = {
     # The paper: 64k iterations, ~182 epochs of 45k images.

@@ -9,8 +9,8 @@ results/ablations.md (one table row per variant, one figure per question, answer
 The schedule (SCHEDULE): ResNet-20, all 50,000 training images, 4,000 iterations at batch 128 (~10 epochs), lr
 divided by 10 at 50% and 75%, test error every 250 iterations, seed 0; the baseline runs twice (seeds 0, 1), so
 each claim can be set against the seed-to-seed spread. Each variant changes only what its flags say: trainer
-options of both backends (cifar_core/cli.py, "departures from the paper"), or for question 6 the module
-torch_impl/imagenet_resnet.py. PyTorch trains them all (JAX has every option but the ImageNet layout and computes
+options of both backends (cifar_core/cli.py, "departures from the paper"), for question 6 torchvision's resnet18
+(--architecture imagenet-resnet18). PyTorch trains them all (JAX has every option but the ImageNet layout and computes
 the same functions: parity_tests/test_ablation_variants.py).
 
 `run` starts or resumes (--resume) every unfinished variant's run directory under results/ablations/, as many at
@@ -160,15 +160,18 @@ def trainer_command(variant: Variant, run: Path, schedule: dict, data_dir: str |
     return [sys.executable, "-m", f"{BACKEND}.train", *flags, "--no-progress"]
 
 
-def run_set(args) -> int:
+def run_set(args, variants: tuple = VARIANTS, schedule: dict = SCHEDULE, measurements: dict | None = None) -> int:
+    """Train `variants` (their names: run directories under args.runs) on `schedule`, then measure what
+    `measurements` (default MEASUREMENTS) needs; scripts/ladder.py runs its rungs with it too."""
     runs_dir = Path(args.runs)
-    names = args.only.split(",") if args.only else [v.name for v in VARIANTS]
-    unknown = [n for n in names if n not in BY_NAME]
+    by_name = {v.name: v for v in variants}
+    names = args.only.split(",") if args.only else list(by_name)
+    unknown = [n for n in names if n not in by_name]
     if unknown:
-        fail(f"--only: no variant {', '.join(unknown)}; the variants: {', '.join(BY_NAME)}")
-    schedule = {**SCHEDULE, **{k: getattr(args, k) for k in SCHEDULE if getattr(args, k) is not None}}
+        fail(f"--only: no variant {', '.join(unknown)}; the variants: {', '.join(by_name)}")
+    schedule = {**schedule, **{k: getattr(args, k) for k in schedule if getattr(args, k, None) is not None}}
     deadline = time.monotonic() + (args.time_budget if args.time_budget is not None else float("inf"))
-    queue = [BY_NAME[n] for n in names if state_of(runs_dir / n) in ("new", "started", "stale")]
+    queue = [by_name[n] for n in names if state_of(runs_dir / n) in ("new", "started", "stale")]
     cores = os.cpu_count() or 1
     jobs = max(1, min(args.jobs, cores))
     running: dict = {}  # core -> (variant, process, log file)
@@ -231,7 +234,7 @@ def run_set(args) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    for name, measure in MEASUREMENTS.items():
+    for name, measure in (MEASUREMENTS if measurements is None else measurements).items():
         run = runs_dir / name
         if state_of(run) == "finished" and not (run / "evaluations.json").is_file():
             measure(run, args.data_dir)
@@ -359,24 +362,24 @@ class Result:
         return rates[len(rates) // 2] if rates else None
 
 
-def load_results(runs_dir: Path) -> dict:
-    results = {}
-    for variant in VARIANTS:
-        run = runs_dir / variant.name
+def load_result(variant: Variant, run: Path) -> Result:
+    """What the run directory `run` holds so far (a line cut short by a kill is skipped)."""
+    def read(name, default=None):
+        path = run / name
+        return json.loads(path.read_text()) if path.is_file() else default
+    metrics = []
+    if (run / "metrics.jsonl").is_file():
+        for line in (run / "metrics.jsonl").read_text().splitlines():
+            try:
+                metrics.append(json.loads(line))
+            except ValueError:
+                continue
+    return Result(variant, state_of(run), read("config.json", {}), read("final.json", {}), metrics,
+                  read("diverged.json"), read("evaluations.json"))
 
-        def read(name, default=None):
-            path = run / name
-            return json.loads(path.read_text()) if path.is_file() else default
-        metrics = []
-        if (run / "metrics.jsonl").is_file():
-            for line in (run / "metrics.jsonl").read_text().splitlines():
-                try:
-                    metrics.append(json.loads(line))
-                except ValueError:
-                    continue
-        results[variant.name] = Result(variant, state_of(run), read("config.json", {}), read("final.json", {}),
-                                       metrics, read("diverged.json"), read("evaluations.json"))
-    return results
+
+def load_results(runs_dir: Path) -> dict:
+    return {variant.name: load_result(variant, runs_dir / variant.name) for variant in VARIANTS}
 
 
 def network_cost(recipe_dict: dict) -> tuple[int, float]:
@@ -699,26 +702,31 @@ def write_report(args) -> int:
     return 0
 
 
-def list_variants(args) -> int:
+def list_variants(args, variants: tuple = VARIANTS, schedule: dict = SCHEDULE) -> int:
     runs_dir = Path(args.runs)
-    for v in VARIANTS:
-        flags = " ".join([*schedule_flags(SCHEDULE), "--seed", str(v.seed), *v.flags])
+    for v in variants:
+        flags = " ".join([*schedule_flags(schedule), "--seed", str(v.seed), *v.flags])
         print(f"{v.name:28s} {state_of(runs_dir / v.name):9s} python -m {BACKEND}.train {flags}")
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(doc: str, runs: Path, report: Path, schedule: dict) -> argparse.ArgumentParser:
+    """The run/report/list command line, for this script and scripts/ladder.py."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("run", "report", "list"))
-    parser.add_argument("--runs", default=str(RUNS), help="the run directories (default: results/ablations)")
-    parser.add_argument("--out", default=str(REPORT), help="the report (default: results/ablations.md)")
+    parser.add_argument("--runs", default=str(runs), help=f"the run directories (default: {runs.relative_to(REPO)})")
+    parser.add_argument("--out", default=str(report), help=f"the report (default: {report.relative_to(REPO)})")
     parser.add_argument("--data-dir", help="CIFAR-10 folder (default: the trainers' search)")
     parser.add_argument("--time-budget", type=parse_duration, help="stop every trainer cleanly after this long")
     parser.add_argument("--jobs", type=int, default=2, help="trainers at a time, one core each (default 2)")
-    parser.add_argument("--only", help="comma-separated variant names (default: all)")
-    for key in SCHEDULE:  # for tests and trials only: the report's schedule is SCHEDULE
+    parser.add_argument("--only", help="comma-separated run names (default: all)")
+    for key in schedule:  # for tests and trials only: the report's schedule is the script's
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser(__doc__, RUNS, REPORT, SCHEDULE).parse_args(argv)
     return {"run": run_set, "report": write_report, "list": list_variants}[args.command](args)
 
 

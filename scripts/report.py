@@ -29,8 +29,10 @@ PAPER_TEST_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.9
 PAPER_NOTES = {110: "best of 5 runs; mean 6.61±0.16"}
 PAPER_RECIPE = {"batch_size": 128, "lr": 0.1, "lr_decay": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
 # The ablations' departures (cifar_core/recipe.py), at the paper's values; a run recorded before they existed has none.
-PAPER_DEFAULTS = {"optimizer": "sgd", "augment": True, "subtract_mean": True, "logit_relu": False, "bn_eps": 1e-5,
-                  "bn_momentum": 0.1, "downsample": "stride", "architecture": "cifar"}
+PAPER_DEFAULTS = {"optimizer": "sgd", "augment": "crop-flip", "subtract_mean": True, "test_subtract_mean": None,
+                  "logit_relu": False, "bn_eps": 1e-5, "bn_momentum": 0.1, "downsample": "stride",
+                  "architecture": "cifar", "imagenet_head": 10}
+AUGMENT_BOOLEANS = {True: "crop-flip", False: "none"}  # what augment's true/false in an older config.json mean
 BACKEND_COLOURS = {"torch_impl": "tab:red", "jax_impl": "tab:blue"}
 OTHER_COLOURS = ("tab:green", "tab:purple", "tab:orange", "tab:brown")
 RUN_MARKERS = ("o", "s", "^", "D")
@@ -194,7 +196,10 @@ def table_row(run: Run, out_dir: Path) -> list:
     f, recipe = run.final, run.recipe
     link = Path(os.path.relpath(run.path, out_dir)).as_posix()
     iterations = schedule_label(run.iterations, recipe.get("milestones"))
-    differ = [f"{k}={recipe[k]}" for k, v in {**PAPER_RECIPE, **PAPER_DEFAULTS}.items() if k in recipe and recipe[k] != v]
+    if isinstance(recipe.get("augment"), bool):
+        recipe = {**recipe, "augment": AUGMENT_BOOLEANS[recipe["augment"]]}
+    differ = [f"{k}={recipe[k]}" for k, v in {**PAPER_RECIPE, **PAPER_DEFAULTS}.items()
+              if recipe.get(k, v) != v]
     if differ:
         iterations += f"; {', '.join(differ)}"
     steps = f.get("steps_completed")

@@ -70,7 +70,8 @@ def load(path, model, optimizer=None) -> dict:
             optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
     except (KeyError, RuntimeError, ValueError, TypeError) as error:
-        raise weights.WeightsError(f"{path}: not a checkpoint of this run's ResNet-{unwrap(model).depth} "
+        network = f"ResNet-{unwrap(model).depth}" if hasattr(unwrap(model), "depth") else type(unwrap(model)).__name__
+        raise weights.WeightsError(f"{path}: not a checkpoint of this run's {network} "
                                    f"({weights.first_line(error)}).") from None
     return state
 

@@ -34,7 +34,7 @@ BN_MOMENTUM = 0.1
 
 def he_init_(module: nn.Module) -> None:
     """He normal (fan_out) for a conv, gamma 1 and beta 0 for a BN; other modules are left as they are. The
-    init of fb.resnet.torch and of torchvision's ResNets (torch_impl/imagenet_resnet.py uses it too)."""
+    init of fb.resnet.torch and of torchvision's ResNets."""
     if isinstance(module, nn.Conv2d):
         nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
     elif isinstance(module, nn.BatchNorm2d):
@@ -124,12 +124,13 @@ def resnet(depth: int, seed: int | None = None, **options) -> ResNet:
 
 def build(recipe, seed: int | None = None) -> nn.Module:
     """The network a recipe trains: the paper's ResNet-(6n+2) with its model options, or, for the ablation of
-    question 6, torchvision's ImageNet ResNet-18 layout (torch_impl/imagenet_resnet.py)."""
+    question 6 and the ladder, torchvision's ImageNet ResNet-18 with recipe.imagenet_head outputs (its init: He
+    normal fan_out convs, BN 1 and 0, PyTorch's default linear layer)."""
     if recipe.architecture == "imagenet-resnet18":
-        from .imagenet_resnet import resnet18
+        from torchvision.models import resnet18  # imported here: the CIFAR networks do without it
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed if seed is None else seed)
-            return resnet18()
+            return resnet18(num_classes=recipe.imagenet_head)
     return resnet(recipe.depth, recipe.seed if seed is None else seed, **recipe.model_options())
 
 

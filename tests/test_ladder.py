@@ -1,0 +1,87 @@
+"""scripts/ladder.py end to end on a tiny archive and schedule: `run` trains the rungs it is given with
+scripts/ablations.py's machinery, each with the trainer options its rung names, and `report` writes a row per rung
+(numbers for those run and the linked paper runs, 'not yet run' for the rest) and the figure."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cifar_core import synthetic
+from cifar_core.recipe import Recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))  # ladder.py imports ablations.py beside it
+spec = importlib.util.spec_from_file_location("ladder", ROOT / "scripts" / "ladder.py")
+ladder = importlib.util.module_from_spec(spec)
+sys.modules["ladder"] = ladder  # dataclasses look their module up while the script's classes are made
+spec.loader.exec_module(ladder)
+
+TINY_FLAGS = ["--depth=8", "--iterations=3", "--batch-size=16", "--eval-every=3", "--log-every=1"]
+TWO = ("0a-attempt-test-without-mean", "3-resnet32")
+
+
+@pytest.fixture(scope="module")
+def tiny_ladder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ladder")
+    synthetic.write_archive(root / "data", train_per_batch=40, test_size=40)
+    runs = root / "ladder"
+    done = subprocess.run([sys.executable, "scripts/ladder.py", "run", "--runs", str(runs), "--data-dir",
+                           str(root / "data"), "--only", ",".join(TWO), "--jobs", "1", *TINY_FLAGS],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root, runs
+
+
+def test_the_rungs_climb_one_change_at_a_time_from_the_attempt_to_the_paper():
+    names = [r.name for r in ladder.RUNGS]
+    assert len(set(names)) == len(names) and all(r.below in names for r in ladder.RUNGS[1:])
+    recipes = {r.name: ladder.ablations.variant_recipe(r, ladder.SCHEDULE) for r in ladder.TRAINED}
+    attempt = recipes["0a-attempt-test-without-mean"]
+    assert attempt.departures() == {"augment": "flip", "test_subtract_mean": False,
+                                    "architecture": "imagenet-resnet18", "imagenet_head": 1000}
+    assert attempt.lr_values() == (0.01, 0.01, 0.01) and attempt.full_train and attempt.batch_size == 128
+    assert attempt.iterations * 128 >= 20 * 50_000 > (attempt.iterations - 1) * 128  # 20 epochs of 50,000 images
+    assert recipes["0c-attempt-adam"].optimizer == "adam"
+    assert recipes["4-lr0.1-steps"] == Recipe(depth=32, iterations=7813, eval_every=391, full_train=True)
+    for rung in ladder.TRAINED[3:]:  # from the 10-way head on: the rung below with one field changed
+        mine, below = recipes[rung.name].to_dict(), recipes[rung.below].to_dict()
+        changed = {k for k in mine if mine[k] != below[k]} - {"milestones"}
+        assert len(changed - {"lr_decay"}) == 1, (rung.name, changed)  # lr 0.1 comes with its step schedule
+    assert all((ROOT / path / "final.json").is_file() for path in ladder.RUNGS[-1].linked)
+
+
+def test_run_trains_the_rungs_it_is_given_with_their_options(tiny_ladder):
+    _, runs = tiny_ladder
+    for name in TWO:
+        assert ladder.ablations.state_of(runs / name) == "finished", name
+    attempt = Recipe.from_dict(json.loads((runs / TWO[0] / "config.json").read_text())["recipe"])
+    assert attempt.imagenet_head == 1000 and attempt.augment == "flip" and not attempt.eval_subtract_mean
+    final = json.loads((runs / TWO[0] / "final.json").read_text())
+    assert final["parameters"] == 11_689_512 and final["n_train_images"] == 200  # the full-train split
+    assert (runs / TWO[1] / "checkpoints" / "final.safetensors").is_file()
+    assert not (runs / "1-10-way-head").exists()
+
+
+def test_report_has_every_rung_and_says_which_are_not_yet_run(tiny_ladder, tmp_path):
+    _, runs = tiny_ladder
+    out = tmp_path / "ladder.md"
+    done = subprocess.run([sys.executable, "scripts/ladder.py", "report", "--runs", str(runs), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| Rung")]
+    assert [row.split(" | ")[0].strip("| [").split("]")[0] for row in rows] == [r.name for r in ladder.RUNGS]
+    rows = dict(zip([r.name for r in ladder.RUNGS], rows))
+    assert text.count("| not yet run |") == len(ladder.TRAINED) - len(TWO)
+    final = json.loads((runs / TWO[1] / "final.json").read_text())
+    assert f"{100 * (1 - final['final_test_error']):.2f}%" in rows[TWO[1]] and "75,290" in rows[TWO[1]]  # ResNet-8
+    paper = rows["5-paper-64k"]  # the linked runs
+    assert "92.58%" in paper and "(seed 1: 92.79%)" in paper and "64,000 (164)" in paper and "+" not in paper
+    assert "11,689,512" in rows[TWO[0]]
+    assert (tmp_path / "ladder.png").is_file() and "![" in text
