@@ -1,17 +1,24 @@
-"""torch.hub entry points: the project's PyTorch ResNets, freshly He-initialised or with committed weights.
+"""torch.hub entry points: the project's PyTorch ResNets, freshly He-initialised or with committed weights, and
+the preprocessing those weights expect.
 
     model = torch.hub.load("/path/to/this/repo", "resnet32", source="local", pretrained=True)
+    transform = torch.hub.load("/path/to/this/repo", "transform", source="local", depth=32)
+    logits = model(transform(images))     # images: uint8, (N, 32, 32, 3) or (N, 3, 32, 32)
     model = torch.hub.load("<owner>/<repo>", "resnet", depth=56)        # from GitHub; any depth 6n+2
 
-pretrained=True loads the final weights of the committed run of that depth that trained longest
-(cifar_core.pretrained); the model comes in eval mode and expects NCHW float32 images with the train set's
-per-pixel mean subtracted (cifar_core.data.normalize). The JAX twin: jax_impl.hub.resnet.
+pretrained=True loads the final weights of the committed paper-recipe run of that depth that trained longest,
+among equals the one with the lowest final test error (cifar_core.pretrained.pretrained_weights(depth) names the
+file); the model comes in eval mode. The network expects float32 NCHW images scaled to [0, 1] with the
+train set's per-pixel mean image subtracted, not torchvision's per-channel Normalize: `transform` does exactly
+that, with the mean image the weights file carries. The JAX twin: jax_impl.hub.
 """
 
 dependencies = ["torch", "numpy", "safetensors"]
 
 from cifar_core import weights as _weights  # noqa: E402
+from cifar_core.pretrained import pretrained_mean_image as _pretrained_mean_image  # noqa: E402
 from cifar_core.pretrained import pretrained_weights as _pretrained_weights  # noqa: E402
+from cifar_core.pretrained import preprocess as _preprocess  # noqa: E402
 from torch_impl.checkpoint import from_neutral as _from_neutral  # noqa: E402
 from torch_impl.model import resnet as _resnet  # noqa: E402
 
@@ -23,6 +30,19 @@ def resnet(depth: int = 32, pretrained: bool = False):
         tensors, _, _ = _weights.read(_pretrained_weights(depth))
         _from_neutral(model, tensors)
     return model.eval()
+
+
+def transform(depth: int = 32):
+    """The preprocessing of the pretrained ResNet-`depth`: uint8 images (NHWC or NCHW, a NumPy array or a tensor)
+    -> float32 NCHW tensor in [0, 1] minus the mean image its weights carry."""
+    import torch
+    mean = _pretrained_mean_image(depth)
+
+    def apply(images):
+        if isinstance(images, torch.Tensor):
+            images = images.cpu().numpy()
+        return torch.from_numpy(_preprocess(images, mean).transpose(0, 3, 1, 2).copy())
+    return apply
 
 
 def resnet20(pretrained: bool = False):

@@ -19,6 +19,7 @@ class Pipeline:
     test_images: np.ndarray
     test_labels: np.ndarray
     mean_image: np.ndarray  # what was subtracted from the train images: zeros with recipe.subtract_mean False
+    eval_mean_image: np.ndarray  # what was subtracted from the val and test images: shipped with the weights
     info: dict  # source, content hashes and split sizes, for config.json
 
 
@@ -40,4 +41,4 @@ def build(recipe: Recipe, data_dir=None, dataset: data.Cifar10 | None = None) ->
     return Pipeline(stream, data.normalize(train_images[splits.val_indices], eval_mean),
                     train_labels[splits.val_indices].astype(np.int32),
                     data.normalize(dataset.test_images, eval_mean), np.asarray(dataset.test_labels, np.int32),
-                    mean_image, info)
+                    mean_image, eval_mean, info)

@@ -3,7 +3,9 @@
 Names follow torchvision's ResNet (conv1, bn1, layer{1,2,3}.{j}.{conv1,bn1,conv2,bn2}, fc); convolutions are
 OIHW, the linear layer is (out, in). Besides the trainable tensors the file holds each BN layer's
 running_mean and running_var, so a file fully determines the eval-mode network. BN's num_batches_tracked is
-not stored: with an explicit momentum neither backend reads it.
+not stored: with an explicit momentum neither backend reads it. A trainer's file also holds `mean_image`
+(3, 32, 32): what its recipe subtracts from a test image scaled to [0, 1] (the train split's per-pixel mean, or
+zeros), so that the weights carry their own preprocessing (read_mean_image; cifar_core.pretrained.preprocess).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 FORMAT = "resnet-cifar-neutral-v1"
+MEAN_IMAGE = "mean_image"  # optional, CHW like the convolutions
+MEAN_IMAGE_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 STAGE_WIDTHS = (16, 32, 64)
 
@@ -81,10 +85,12 @@ def depth_of(tensors: dict) -> int:
     return 6 * len(blocks) + 2
 
 
-def save(path, tensors: dict, depth: int, metadata: dict | None = None) -> None:
-    """Write atomically: a reader never sees half a file."""
+def save(path, tensors: dict, depth: int, metadata: dict | None = None, mean_image: np.ndarray | None = None) -> None:
+    """Write atomically: a reader never sees half a file. `mean_image`: HWC, as cifar_core.data.normalize takes it."""
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     check(tensors, depth, str(path))
+    if mean_image is not None:
+        tensors[MEAN_IMAGE] = np.ascontiguousarray(np.asarray(mean_image, np.float32).transpose(2, 0, 1))
     path = Path(path)
     meta = {"format": FORMAT, "depth": str(depth),
             **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}}
@@ -99,14 +105,31 @@ def save(path, tensors: dict, depth: int, metadata: dict | None = None) -> None:
 
 
 def load(path) -> tuple[dict, int]:
-    """Return (tensors, depth) of a neutral file, checked against the expected names and shapes."""
+    """Return (tensors, depth) of a neutral file, checked against the expected names and shapes; the network's
+    tensors only (its mean image: read_mean_image)."""
     try:
         tensors = load_file(str(path))
     except Exception as error:
         raise WeightsError(f"{path}: not a readable safetensors file ({first_line(error)})") from None
+    mean = tensors.pop(MEAN_IMAGE, None)
+    if mean is not None and mean.shape != MEAN_IMAGE_SHAPE:
+        raise WeightsError(f"{path}: its {MEAN_IMAGE} has shape {mean.shape}, not {MEAN_IMAGE_SHAPE}")
     depth = depth_of(tensors)
     check(tensors, depth, str(path))
     return tensors, depth
+
+
+def read_mean_image(path) -> np.ndarray | None:
+    """The mean image a neutral file carries, HWC float32 as cifar_core.data.normalize takes it; None in a file
+    written without one (scripts/convert.py --add-mean-image adds it)."""
+    try:
+        with safe_open(str(path), "np") as f:
+            mean = f.get_tensor(MEAN_IMAGE) if MEAN_IMAGE in f.keys() else None
+    except Exception as error:
+        raise WeightsError(f"{path}: not a readable safetensors file ({first_line(error)})") from None
+    if mean is not None and mean.shape != MEAN_IMAGE_SHAPE:
+        raise WeightsError(f"{path}: its {MEAN_IMAGE} has shape {mean.shape}, not {MEAN_IMAGE_SHAPE}")
+    return None if mean is None else np.ascontiguousarray(mean.transpose(1, 2, 0))
 
 
 def metadata(path) -> dict:

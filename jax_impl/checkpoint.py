@@ -129,8 +129,8 @@ def from_neutral(tensors: dict, dtype=None) -> dict:
     return {k: traverse_util.unflatten_dict(v) for k, v in variables.items()}
 
 
-def export_neutral(path, variables: dict, depth: int, metadata: dict | None = None) -> None:
-    weights.save(path, to_neutral(_to_host(variables)), depth, metadata)
+def export_neutral(path, variables: dict, depth: int, metadata: dict | None = None, mean_image=None) -> None:
+    weights.save(path, to_neutral(_to_host(variables)), depth, metadata, mean_image)
 
 
 def read_neutral(path) -> tuple[dict, dict]:

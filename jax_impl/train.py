@@ -162,9 +162,8 @@ def compile_train_step(mesh: Mesh, split: bool | None = None, xla_options: dict 
     On GPU it is one program. On CPU (`split` None: when the mesh is on CPU) it is two, the forward pass,
     then the backward pass with the update: XLA:CPU does not keep a fused program's forward activations in
     memory but recomputes them, residual stream and all, inside every relayout its weight-gradient
-    convolutions need, which made the one-program step ~1.7x slower here. Handing the activations from
-    one program to the next materialises them; the results are bit-identical (parity_tests/
-    test_multi_device.py, results/benchmarks.md attempt 10). `xla_options` "auto" is compiler_options(platform).
+    convolutions need. Handing the activations from one program to the next materialises them; the results
+    are bit-identical (parity_tests/test_multi_device.py; the speed-up: results/benchmarks.md). `xla_options` "auto" is compiler_options(platform).
     """
     options = resolve_compiler_options(mesh, xla_options)
     if not two_programs(mesh.devices.flat[0].platform, split):
@@ -181,8 +180,8 @@ def compile_train_step(mesh: Mesh, split: bool | None = None, xla_options: dict 
 def train_steps(mesh: Mesh, state: TrainState, images, labels, rows, offsets, flips):
     """len(rows) SGD steps in one program, step k on the batch that the plan (rows[k], offsets[k], flips[k])
     picks and crops from the device-resident train split (`images`, `labels`): (new state, metrics summed
-    over the steps). One dispatch for several steps: 64k steps in 90 s on a GPU leave ~1.4 ms per step,
-    the scale of launching a step from Python."""
+    over the steps). One dispatch for several steps: at a GPU's pace a step costs about as much as launching it
+    from Python."""
     sharded = NamedSharding(mesh, P(DATA_AXIS))
 
     def one_step(state, plan):
@@ -196,9 +195,9 @@ def train_steps(mesh: Mesh, state: TrainState, images, labels, rows, offsets, fl
 
 def compile_train_steps(mesh: Mesh, xla_options: dict | str | None = "auto"):
     """The jitted train_steps, (state, images, labels, rows, offsets, flips) -> (state, summed metrics), state
-    donated. For GPUs and TPUs: XLA:CPU runs convolutions inside a loop on a slow path (13x slower per step
-    than compile_train_step in a depth-8 benchmark here, results/benchmarks.md attempt 19), so the trainer
-    scans by default only where the data is on the device and the platform is not the CPU (--steps-per-call)."""
+    donated. For GPUs and TPUs: XLA:CPU runs convolutions inside a loop on a slow path (results/benchmarks.md),
+    so the trainer scans by default only where the data is on the device and the platform is not the CPU
+    (--steps-per-call)."""
     return jax.jit(functools.partial(train_steps, mesh), donate_argnums=0,
                    compiler_options=resolve_compiler_options(mesh, xla_options))
 
@@ -410,7 +409,7 @@ def run(args, stop: StopSignal) -> dict | None:
     def export(name, step):
         if proc == 0:
             checkpoint.export_neutral(run_dir.checkpoints / name, variables(), recipe.depth,
-                                      {"step": step, "recipe": recipe.to_dict()})
+                                      {"step": step, "recipe": recipe.to_dict()}, data.eval_mean_image)
 
     def evaluate_all():
         return (evaluate(eval_model, variables(), data.val_images, data.val_labels, recipe.eval_batch_size, mesh),

@@ -313,12 +313,13 @@ def compare_with_baseline(run: Path, data_dir: str | None) -> dict | None:
     """Question 4: which of the final tensors equal the baseline's bit for bit (same seed, same data stream);
     None, and nothing recorded, until the baseline has finished."""
     import numpy as np
-    from safetensors.numpy import load_file
+
+    from cifar_core import weights
 
     if state_of(run.parent / "baseline") != "finished":
         return None
-    mine = load_file(run / "checkpoints" / "final.safetensors")
-    base = load_file(run.parent / "baseline" / "checkpoints" / "final.safetensors")
+    mine, _ = weights.load(run / "checkpoints" / "final.safetensors")
+    base, _ = weights.load(run.parent / "baseline" / "checkpoints" / "final.safetensors")
     equal = sorted(k for k in mine if k in base and np.array_equal(mine[k], base[k]))
     return record_measurement(run, "python scripts/ablations.py run (compare_with_baseline)", tensors=len(mine),
                               equal_to_baseline=equal, different_from_baseline=sorted(set(mine) - set(equal)))

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 import torch
 
-from cifar_core import weights
+from cifar_core import data, weights
 from cifar_core.pretrained import pretrained_weights
 from jax_impl import checkpoint as jax_checkpoint
+from jax_impl import hub as jax_hub
 from jax_impl.hub import resnet as jax_resnet
 from torch_impl import checkpoint as torch_checkpoint
 
@@ -78,3 +81,41 @@ def test_pretrained_prefers_the_longest_finished_schedule(tmp_path):
     assert pretrained_weights(32, tmp_path).parent.parent.name == "e-64k"
     with pytest.raises(weights.WeightsError, match="pretrained: ResNet-32"):
         pretrained_weights(56, tmp_path)
+
+
+def test_pretrained_weights_carry_their_preprocessing():
+    """The mean image travels in the weights file, and both transforms take uint8 NHWC or NCHW alike."""
+    mean = weights.read_mean_image(pretrained_weights(32))
+    assert mean.shape == (32, 32, 3) and 0.4 < mean.mean() < 0.55
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    torch_transform, jax_transform = hub_load("transform", depth=32), jax_hub.transform(32)
+    expected = images.astype(np.float32) / np.float32(255) - mean
+    np.testing.assert_array_equal(torch_transform(images).numpy(), expected.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(torch_transform(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy(),
+                                  expected.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(np.asarray(jax_transform(images)), expected)
+    with pytest.raises(ValueError, match="uint8"):
+        torch_transform(images.astype(np.float32))
+
+
+@pytest.mark.slow
+def test_a_new_user_reproduces_the_table_from_uint8_images():
+    """model(transform(images)) on the raw test images gives the error the run recorded, in both frameworks,
+    with nothing but the hub's two entry points: no training set, no normalisation of one's own."""
+    data_dir = os.environ.get("CIFAR10_DIR")
+    if not data_dir:
+        pytest.skip("real CIFAR-10 not available: set CIFAR10_DIR")
+    dataset = data.load(data_dir, download=False)
+    images, labels = np.asarray(dataset.test_images), np.asarray(dataset.test_labels)
+    recorded = json.loads((pretrained_weights(32).parent.parent / "final.json").read_text())["final_test_error"]
+    model, transform = hub_load("resnet32", pretrained=True), hub_load("transform", depth=32)
+    with torch.inference_mode():
+        torch_pred = np.concatenate([model(transform(images[i:i + 1000])).argmax(1).numpy()
+                                     for i in range(0, len(images), 1000)])
+    assert np.mean(torch_pred != labels) == pytest.approx(recorded, abs=1e-12)
+    jax_model, variables = jax_resnet(32, pretrained=True)
+    apply = jax.jit(lambda x: jax_model.apply(variables, x, train=False))
+    jax_transform = jax_hub.transform(32)
+    jax_pred = np.concatenate([np.asarray(apply(jax_transform(images[i:i + 1000]))).argmax(1)
+                               for i in range(0, len(images), 1000)])
+    assert np.mean(jax_pred != labels) == pytest.approx(recorded, abs=1e-12)

@@ -96,8 +96,8 @@ def from_neutral(model: torch.nn.Module, tensors: dict) -> torch.nn.Module:
     return model
 
 
-def export_neutral(path, model, metadata: dict | None = None) -> None:
-    weights.save(path, to_neutral(model), unwrap(model).depth, metadata)
+def export_neutral(path, model, metadata: dict | None = None, mean_image=None) -> None:
+    weights.save(path, to_neutral(model), unwrap(model).depth, metadata, mean_image)
 
 
 def read_neutral(path) -> tuple[dict, dict]:

@@ -185,7 +185,8 @@ def run(args, stop: StopSignal) -> dict | None:
 
     def export(name, step):
         if recipe.architecture == "cifar":  # the neutral format holds the paper's ResNet-(6n+2) only
-            checkpoint.export_neutral(run_dir.checkpoints / name, model, {"step": step, "recipe": recipe.to_dict()})
+            checkpoint.export_neutral(run_dir.checkpoints / name, model, {"step": step, "recipe": recipe.to_dict()},
+                                      data.eval_mean_image)
 
     def evaluate_all():
         return (evaluate(eval_model, data.val_images, data.val_labels, recipe.eval_batch_size, device, channels_last),
