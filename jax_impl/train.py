@@ -384,7 +384,7 @@ def run(args, stop: StopSignal) -> dict | None:
     state = create_state(model, recipe)
     start_step, tracker_state = 0, None
     if args.resume:
-        state, saved = checkpoint.load(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, state)
+        state, saved = checkpoint.load(run_dir.resume_checkpoint(checkpoint.CHECKPOINT_NAME), state)
         start_step, tracker_state = saved["step"], saved["tracker"]
         run_dir.truncate_metrics(start_step)
     state = replicate(mesh, state)

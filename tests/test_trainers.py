@@ -184,6 +184,29 @@ def test_resume_refuses_other_flags_and_other_data(backend, data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("backend", TRAINERS)
+def test_resume_of_a_finished_run_says_so_in_one_line(backend, data_dir, tmp_path, capsys):
+    """A finished run as results/runs/ keep it (final.safetensors, no resumable checkpoint): --resume says it has
+    finished, with its test error and what to do instead, and exits with status 2; without final.json, the
+    missing checkpoint is named."""
+    run = tmp_path / "run"
+    final = train(backend, data_dir, run, "--iterations", "2")
+    for path in (run / "checkpoints").glob("last.*"):
+        path.unlink()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        TRAINERS[backend].main(["--resume", "--run-dir", str(run), "--no-progress"])
+    assert stopped.value.code == 2
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line.startswith(f"error: --resume: {run} has finished (final test error "
+                           f"{100 * final['final_test_error']:.2f}%)")
+    assert f"python -m {backend}.evaluate --checkpoint {run / 'checkpoints' / 'final.safetensors'}" in line
+    (run / "final.json").unlink()
+    with pytest.raises(SystemExit) as stopped:
+        TRAINERS[backend].main(["--resume", "--run-dir", str(run), "--no-progress"])
+    assert stopped.value.code == 2 and "has no resumable checkpoint" in str(stopped.value)
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(backend, data_dir, tmp_path, monkeypatch, capsys):
     def poison_step_5(call, outputs):
         if call < 5:

@@ -163,7 +163,7 @@ def run(args, stop: StopSignal) -> dict | None:
     optimizer = make_optimizer(model, recipe)
     start_step, tracker_state = 0, None
     if args.resume:
-        state = checkpoint.load(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, model, optimizer)
+        state = checkpoint.load(run_dir.resume_checkpoint(checkpoint.CHECKPOINT_NAME), model, optimizer)
         start_step, tracker_state = state["step"], state["tracker"]
         run_dir.truncate_metrics(start_step)
     if world > 1:
