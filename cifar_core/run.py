@@ -6,8 +6,10 @@
                     wall time and why it ended ("finished", "SIGTERM", "SIGINT", "time budget")
     metrics.jsonl   one object per record: {"kind": "train", step, epoch, lr, loss, train_error, images_per_s,
                     wall_time} every log_every steps, {"kind": "eval", step, epoch, lr, val_error, test_error,
-                    wall_time} every eval_every steps and at the end (errors are fractions in [0, 1])
-    final.json      final and best-val errors, test error of the best-val model, wall time, parameter count
+                    wall_time} every eval_every steps and at the end (errors are fractions in [0, 1]); with an lr
+                    warm-up, {"kind": "warmup_end", step, train_error, lr, wall_time} at the step it ended
+    final.json      final and best-val errors, test error of the best-val model, wall time, parameter count; with
+                    an lr warm-up, warmup_ended_at (the first step after it; null if it never ended)
     checkpoints/    last.* (resumable state, backend format) and best.safetensors (neutral weights)
 """
 

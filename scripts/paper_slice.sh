@@ -6,7 +6,7 @@
 #
 #   bash scripts/paper_slice.sh 2h20m                          # start both ResNet-32 runs, or continue them
 #   SEED=1 DATA_DIR=../shared/data/cifar10 bash scripts/paper_slice.sh 2h
-#   DEPTH=110 bash scripts/paper_slice.sh 2h                   # the ResNet-110 runs
+#   DEPTH=110 bash scripts/paper_slice.sh 2h                   # the ResNet-110 runs, with the paper's lr warm-up
 #
 # The protocol (He et al. 2015, Table 6): ResNet-DEPTH, all 50,000 training images (--full-train), 64k
 # iterations, batch 128, lr 0.1 -> 0.01 at 32k -> 0.001 at 48k, seed SEED, float32; test error and a resumable

@@ -17,35 +17,11 @@ import pytest
 import cifar_core.pipeline
 from cifar_core.run import read_metrics
 
-import jax_impl.train
 import torch_impl.train
-from trainer_runs import TINY, TRAINERS, losses, train, write_data
+from trainer_runs import TINY, TRAINERS, losses, train, wrap_steps, write_data
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
-
-
-def wrap_steps(backend, monkeypatch, change):
-    """Route every training step through change(call_index, outputs) -> outputs."""
-    calls = []
-    if backend == "torch_impl":
-        original = torch_impl.train.train_step
-
-        def step(*args, **kwargs):
-            calls.append(None)
-            return change(len(calls), original(*args, **kwargs))
-        monkeypatch.setattr(torch_impl.train, "train_step", step)
-    else:
-        original = jax_impl.train.compile_train_step
-
-        def compile_step(mesh):
-            compiled = original(mesh)
-
-            def step(*args):
-                calls.append(None)
-                return change(len(calls), compiled(*args))
-            return step
-        monkeypatch.setattr(jax_impl.train, "compile_train_step", compile_step)
 
 
 @pytest.mark.parametrize("backend", TRAINERS)

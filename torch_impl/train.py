@@ -209,7 +209,7 @@ def run(args, stop: StopSignal) -> dict | None:
     step = start_step
     model.train()
     while step < recipe.iterations:
-        loss, right = train_step(net, optimizer, *next_batch(step), recipe.lr_at(step), amp_dtype)
+        loss, right = train_step(net, optimizer, *next_batch(step), tracker.warmup.lr_at(step), amp_dtype)
         loss_sum, correct = loss_sum + loss, correct + right
         step += 1
         if tracker.should_log(step):
