@@ -12,7 +12,7 @@ from typing import NoReturn
 from . import data, pipeline
 from .data import DataError
 from .loop import RESUMABLE_EXIT_STATUS, NonFiniteLossError, StopSignal
-from .recipe import ARCHITECTURES, AUGMENTATIONS, DEPARTURES, DOWNSAMPLING, OPTIMIZERS, PRESETS, Recipe
+from .recipe import ARCHITECTURES, AUGMENTATIONS, DEPARTURES, DOWNSAMPLING, OPTIMIZERS, PAPER_WARMUP_LR, PRESETS, Recipe
 from .run import RunDir, RunDirError, read_config
 from .weights import WeightsError
 
@@ -59,6 +59,14 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, help="initial learning rate (paper: 0.1)")
     parser.add_argument("--lr-decay", type=float,
                         help="the lr's factor at each milestone (paper: 0.1; 1 keeps the lr constant)")
+    warmup = parser.add_mutually_exclusive_group()
+    warmup.add_argument("--warmup-lr", type=float, metavar="LR",
+                        help="train at LR until the running train error (of the steps since the last training-loss "
+                             "record, every --log-every) is below --warmup-until, then at --lr: the paper's ResNet-110 "
+                             "warm-up (§4.2). Default with the paper preset: 0.01 at --depth 110, none at other depths")
+    warmup.add_argument("--no-warmup", action="store_true", help="no warm-up, at --depth 110 too")
+    parser.add_argument("--warmup-until", dest="warmup_until_train_error", type=float, metavar="ERROR",
+                        help="the train error, a fraction, below which the warm-up ends (paper: 0.8)")
     parser.add_argument("--seed", type=int, help="initialisation and augmentation seed (default 0)")
     parser.add_argument("--split-seed", type=int, help="seed of the 45k/5k train/val split (default 0)")
     parser.add_argument("--full-train", action="store_true", default=None,
@@ -142,17 +150,23 @@ def parse_duration(text: str) -> float:
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    """The preset, overridden by every flag given. A new --iterations rescales eval_every unless it is given.
+    """The preset, overridden by every flag given. A new --iterations rescales eval_every unless it is given;
+    the paper preset warms up at the depths where the paper did (PAPER_WARMUP_LR) unless told otherwise.
     With --resume and no --preset: the run's saved recipe with the flags given laid over it, so that RunDir
     finds any flag that contradicts the run."""
     overrides = {name: getattr(args, name) for name in RECIPE_FLAGS if getattr(args, name, None) is not None}
+    if getattr(args, "no_warmup", False):
+        overrides["warmup_lr"] = None
     if getattr(args, "resume", False) and args.preset is None:
         if not args.run_dir:
             raise RunDirError("--resume needs --run-dir: the run directory to continue.")
         return dataclasses.replace(Recipe.from_dict(read_config(args.run_dir, args.backend)["recipe"]), **overrides)
     if "iterations" in overrides and "eval_every" not in overrides:
         overrides["eval_every"] = max(1, overrides["iterations"] // 20)
-    return dataclasses.replace(PRESETS[args.preset or "paper"], **overrides)
+    preset = PRESETS[args.preset or "paper"]
+    if args.preset in (None, "paper") and "warmup_lr" not in overrides:  # the paper's warm-up at its depth
+        overrides["warmup_lr"] = PAPER_WARMUP_LR.get(overrides.get("depth", preset.depth))
+    return dataclasses.replace(preset, **overrides)
 
 
 def data_location(args: argparse.Namespace, saved: dict | None) -> tuple[str | None, str, str | None]:

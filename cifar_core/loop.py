@@ -1,9 +1,10 @@
 """Bookkeeping both training loops share, so that each backend's train.py shows only the training itself:
-metric records, the best-val model, the progress bar, NaN detection, stop signals and final.json."""
+metric records, the best-val model, the lr warm-up, the progress bar, NaN detection, stop signals and final.json."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import sys
@@ -79,6 +80,33 @@ class StopSignal:
         sys.exit(self.exit_status)
 
 
+@dataclasses.dataclass
+class WarmUp:
+    """The lr warm-up (He et al. §4.2, ResNet-110): recipe.warmup_lr until the running train error is below
+    recipe.warmup_until_train_error, then the schedule's lr for good. Decided at each training-loss record
+    (every log_every steps) from the error of the steps since the previous one: both trainers compute that
+    number, and jax_impl's multi-step calls end at those steps, so the lr of every step is the same in both.
+    `ended_at`, the first step at the schedule's lr (None while the warm-up lasts), goes into the checkpoint."""
+
+    recipe: Recipe
+    ended_at: int | None = None
+
+    def on(self, step: int) -> bool:
+        """Whether 0-indexed iteration `step` trains at the warm-up lr."""
+        return self.recipe.warmup_lr is not None and (self.ended_at is None or step < self.ended_at)
+
+    def lr_at(self, step: int) -> float:
+        return self.recipe.lr_at(step, self.on(step))
+
+    def record(self, step: int, train_error: float) -> bool:
+        """After the record at `step` of the running `train_error`: True when the warm-up ends here, so that
+        iteration `step` onwards train at the schedule's lr."""
+        if self.on(step) and train_error < self.recipe.warmup_until_train_error:
+            self.ended_at = step
+            return True
+        return False
+
+
 class Tracker:
     def __init__(self, run: RunDir, recipe: Recipe, steps_per_epoch: int, start_step: int = 0,
                  state: dict | None = None, progress: bool = True):
@@ -90,6 +118,7 @@ class Tracker:
         self.train_time = state.get("train_time", 0.0)  # seconds spent in training steps, summed over resumes
         self.wall_time_before = state.get("wall_time", 0.0)
         self.last_good_checkpoint = state.get("checkpoint_step")
+        self.warmup = WarmUp(recipe, state.get("warmup_ended_at"))
         self.started = time.perf_counter()
         self.interval_start = time.perf_counter()
         self.interval_time = 0.0  # training seconds since the last record, pauses excluded
@@ -115,7 +144,8 @@ class Tracker:
         self.last_good_checkpoint = checkpoint_step
         return {"best_val_error": self.best_val_error, "best_val_step": self.best_val_step,
                 "best_val_test_error": self.best_val_test_error, "train_time": self.train_time,
-                "wall_time": self.wall_time(), "checkpoint_step": checkpoint_step}
+                "wall_time": self.wall_time(), "checkpoint_step": checkpoint_step,
+                "warmup_ended_at": self.warmup.ended_at}
 
     # ------------------------------------------------------------------ records
     def should_log(self, step: int) -> bool:
@@ -137,7 +167,7 @@ class Tracker:
                 f"training loss became {loss} between steps {self.last_logged_step + 1} and {step}; stopped. "
                 f"{where}. Lower --lr or check the data.")
         record = {"kind": "train", "step": step, "epoch": round(step / self.steps_per_epoch, 4),
-                  "lr": self.recipe.lr_at(step - 1), "loss": loss, "train_error": 1.0 - correct_sum / images,
+                  "lr": self.warmup.lr_at(step - 1), "loss": loss, "train_error": 1.0 - correct_sum / images,
                   "images_per_s": steps * self.recipe.batch_size / elapsed if elapsed > 0 else None,
                   "wall_time": round(self.wall_time(), 3)}
         self.run.log(record)
@@ -146,12 +176,22 @@ class Tracker:
         self.bar.update(step - self.bar.n)
         self.last_logged_step = step
         self.interval_time, self.interval_start = 0.0, time.perf_counter()
+        if self.warmup.record(step, record["train_error"]):
+            self.end_warmup(step, record["train_error"])
         return record
+
+    def end_warmup(self, step: int, train_error: float) -> None:
+        """Record the warm-up's end in metrics.jsonl and say it in the log."""
+        lr = self.warmup.lr_at(step)
+        self.run.log({"kind": "warmup_end", "step": step, "train_error": train_error, "lr": lr,
+                      "wall_time": round(self.wall_time(), 3)})
+        self.bar.write(f"step {step}: train error {100 * train_error:.2f}% < "
+                       f"{100 * self.recipe.warmup_until_train_error:g}%: warm-up over, lr {lr:g} from here on")
 
     def log_eval(self, step: int, val_error: float | None, test_error: float) -> bool:
         """Record an evaluation; True when it is the best val error so far (the caller saves the weights)."""
         record = {"kind": "eval", "step": step, "epoch": round(step / self.steps_per_epoch, 4),
-                  "lr": self.recipe.lr_at(step - 1), "val_error": val_error, "test_error": test_error,
+                  "lr": self.warmup.lr_at(step - 1), "val_error": val_error, "test_error": test_error,
                   "wall_time": round(self.wall_time(), 3)}
         self.run.log(record)
         improved = val_error is not None and (self.best_val_error is None or val_error < self.best_val_error)
@@ -171,4 +211,6 @@ class Tracker:
                  "wall_time_s": round(self.wall_time(), 2), "train_time_s": round(self.train_time, 2),
                  "images_per_s": round(step * self.recipe.batch_size / self.train_time, 1) if self.train_time else None,
                  "parameters": parameters}
+        if self.recipe.warmup_lr is not None:
+            final["warmup_ended_at"] = self.warmup.ended_at  # None: the warm-up lasted the whole run
         return final

@@ -6,8 +6,10 @@
                     wall time and why it ended ("finished", "SIGTERM", "SIGINT", "time budget")
     metrics.jsonl   one object per record: {"kind": "train", step, epoch, lr, loss, train_error, images_per_s,
                     wall_time} every log_every steps, {"kind": "eval", step, epoch, lr, val_error, test_error,
-                    wall_time} every eval_every steps and at the end (errors are fractions in [0, 1])
-    final.json      final and best-val errors, test error of the best-val model, wall time, parameter count
+                    wall_time} every eval_every steps and at the end (errors are fractions in [0, 1]); with an lr
+                    warm-up, {"kind": "warmup_end", step, train_error, lr, wall_time} at the step it ended
+    final.json      final and best-val errors, test error of the best-val model, wall time, parameter count; with
+                    an lr warm-up, warmup_ended_at (the first step after it; null if it never ended)
     checkpoints/    last.* (resumable state, backend format) and best.safetensors (neutral weights)
 """
 
@@ -116,6 +118,7 @@ class RunDir:
         self.opened = time.monotonic()
         self.saved = read_config(self.path, backend) if resume else None  # the config of the run to continue
         if resume:
+            self.refuse_finished()
             # Read through Recipe, so that a field added since the run started takes its default (the paper's).
             saved = Recipe.from_dict(self.saved["recipe"]).to_dict()
             differ = {k: (saved.get(k), v) for k, v in recipe.to_dict().items() if saved.get(k) != v}
@@ -128,6 +131,31 @@ class RunDir:
                               "or choose another --run-dir; nothing was overwritten.")
         if self.write:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    def refuse_finished(self) -> None:
+        """On --resume: RunDirError if the run has finished (final.json), saying what to do instead. A finished
+        run has nothing left to train, and its resumable checkpoint is often gone: results/runs/ keep only
+        checkpoints/final.safetensors."""
+        if not self.final_path.is_file():
+            return
+        try:
+            test_error = json.loads(self.final_path.read_text()).get("final_test_error")
+        except (ValueError, AttributeError):
+            test_error = None
+        known = f" (final test error {100 * test_error:.2f}%)" if isinstance(test_error, (int, float)) else ""
+        weights = self.checkpoints / "final.safetensors"
+        evaluate = (f"evaluate its weights with python -m {self.backend}.evaluate --checkpoint {weights}, or "
+                    if weights.is_file() else "")
+        raise RunDirError(f"--resume: {self.path} has finished{known}; there is nothing to continue: "
+                          f"{evaluate}start a new run with another --run-dir.")
+
+    def resume_checkpoint(self, name: str) -> Path:
+        """The path of the run's resumable checkpoint `name`; RunDirError if it is not there."""
+        path = self.checkpoints / name
+        if not path.is_file():
+            raise RunDirError(f"--resume: {path} is missing: the run in {self.path} has no resumable checkpoint; "
+                              "start a new run with another --run-dir.")
+        return path
 
     def write_config(self, options: dict, versions: dict, devices: list, data_info: dict,
                      start_step: int = 0, tracker_state: dict | None = None) -> None:

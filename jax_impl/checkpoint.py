@@ -65,7 +65,8 @@ def load(path, state):
                              f"...), {len(missing)} missing ({'/'.join(missing[0]) if missing else '-'}, ...)")
         restored = serialization.from_state_dict(target, payload["state"])
         tracker = {k: payload["tracker"].get(k) for k in ("best_val_error", "best_val_step", "best_val_test_error",
-                                                           "train_time", "wall_time", "checkpoint_step")}
+                                                           "train_time", "wall_time", "checkpoint_step",
+                                                           "warmup_ended_at")}
         # from_state_dict does not compare shapes either.
         jax.tree.map(lambda a, b: _same_shape(np.shape(a), np.shape(b)), target, restored)
     except (KeyError, ValueError, TypeError, AttributeError) as error:

@@ -46,18 +46,26 @@ class TrainState(train_state.TrainState):
     batch_stats: Any
 
 
-def lr_schedule(recipe):
-    """Piecewise constant; the same float64 values as the PyTorch loop, read from the recipe."""
+def lr_schedule(recipe, warming_up: bool = False):
+    """Piecewise constant; the same float64 values as the PyTorch loop, read from the recipe. While
+    `warming_up`, recipe.warmup_lr at every step."""
+    if warming_up:
+        return lambda count: recipe.warmup_lr
     values, boundaries = jnp.asarray(recipe.lr_values()), jnp.asarray(recipe.milestones)
     return lambda count: values[jnp.searchsorted(boundaries, count, side="right")]
 
 
-def make_optimizer(recipe) -> optax.GradientTransformation:
+@functools.cache
+def make_optimizer(recipe, warming_up: bool = False) -> optax.GradientTransformation:
+    """SGD (or the Adam ablation) with the lr schedule, or while `warming_up` the warm-up's lr. Cached: the
+    optimizer is a static field of the TrainState, so the trainer's swap where the warm-up ends
+    (cifar_core.loop.WarmUp) compiles the step once more, and every other step finds its compiled program. Both
+    optimizers have the same state (the step count), so a checkpoint loads into either."""
     if recipe.optimizer == "adam":  # an ablation (results/ablations.md, question 1): torch.optim.Adam's L2 decay
         return optax.chain(optax.add_decayed_weights(recipe.weight_decay),
-                           optax.adam(lr_schedule(recipe), b1=0.9, b2=0.999, eps=1e-8))
+                           optax.adam(lr_schedule(recipe, warming_up), b1=0.9, b2=0.999, eps=1e-8))
     return optax.chain(optax.add_decayed_weights(recipe.weight_decay),
-                       optax.sgd(lr_schedule(recipe), momentum=recipe.momentum))
+                       optax.sgd(lr_schedule(recipe, warming_up), momentum=recipe.momentum))
 
 
 def create_state(model: ResNet, recipe) -> TrainState:
@@ -383,7 +391,7 @@ def run(args, stop: StopSignal) -> dict | None:
     state = create_state(model, recipe)
     start_step, tracker_state = 0, None
     if args.resume:
-        state, saved = checkpoint.load(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, state)
+        state, saved = checkpoint.load(run_dir.resume_checkpoint(checkpoint.CHECKPOINT_NAME), state)
         start_step, tracker_state = saved["step"], saved["tracker"]
         run_dir.truncate_metrics(start_step)
     state = replicate(mesh, state)
@@ -438,6 +446,8 @@ def run(args, stop: StopSignal) -> dict | None:
 
     while step < recipe.iterations:
         count = steps_in_call(step)
+        # The warm-up ends only at a record, where a call ends: one optimizer serves every step of the call.
+        state = state.replace(tx=make_optimizer(recipe, tracker.warmup.on(step)))
         if count > 1:
             state, metrics = steps_fn(state, device_stream.images, device_stream.labels,
                                       *device_stream.plans(step, count))

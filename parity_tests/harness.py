@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from cifar_core import data, evaluation, pipeline, weights
+from cifar_core.loop import WarmUp
 from cifar_core.recipe import Recipe
 from cifar_core.synthetic import make_dataset
 from cifar_core.weights import depth_of
@@ -204,6 +205,74 @@ def jax_scanned_train(tensors, stream, recipe: Recipe, steps: int, steps_per_cal
                                       *device_stream.plans(start, min(steps_per_call, steps - start)))
             loss_sums.append(float(metrics["loss_sum"]))
         return loss_sums, jax_neutral(state)
+
+
+# --------------------------------------------------------------------------------------------- lr warm-up
+
+
+def warmup_train(recipe: Recipe, steps: int, steps_per_call: int, take_steps) -> dict:
+    """The trainers' loop around the lr warm-up (cifar_core.loop.WarmUp), for either backend: calls of up to
+    `steps_per_call` steps ending at every record (every log_every steps), each `take_steps(step, count, warmup)`
+    -> (summed loss, correct predictions); after each record, the running train error decides the warm-up, as
+    Tracker.log_train does. Returns each step's lr, the records (step, summed loss, train error) and the step
+    the warm-up ended at."""
+    warmup, out = WarmUp(recipe), {"lrs": [], "records": []}
+    step, loss_sum, correct, since = 0, 0.0, 0, 0
+    while step < steps:
+        count = min(steps_per_call, steps - step, recipe.log_every - step % recipe.log_every)
+        out["lrs"] += [warmup.lr_at(s) for s in range(step, step + count)]
+        loss, right = take_steps(step, count, warmup)
+        loss_sum, correct, since, step = loss_sum + loss, correct + right, since + count, step + count
+        if step % recipe.log_every == 0 or step == steps:
+            train_error = 1.0 - correct / (recipe.batch_size * since)
+            out["records"].append((step, loss_sum, train_error))
+            warmup.record(step, train_error)
+            loss_sum, correct, since = 0.0, 0, 0
+    out["ended_at"] = warmup.ended_at
+    return out
+
+
+def torch_warmup_train(tensors, stream, recipe: Recipe, steps: int, dtype=np.float64) -> dict:
+    """warmup_train with torch_impl's step, its lr from the warm-up step by step (as torch_impl.train); the
+    final weights under "final"."""
+    model = torch_model(tensors, dtype, **recipe.model_options()).train()
+    optimizer = torch_train.make_optimizer(model, recipe)
+
+    def take_steps(step, count, warmup):
+        loss_sum, correct = 0.0, 0
+        for s in range(step, step + count):
+            images, labels = stream.batch(s)
+            loss, right = torch_train.train_step(model, optimizer, torch_input(images, dtype),
+                                                 torch.from_numpy(labels).long(), warmup.lr_at(s))
+            loss_sum, correct = loss_sum + loss.item(), correct + int(right)
+        return loss_sum, correct
+    out = warmup_train(recipe, steps, 1, take_steps)
+    return {**out, "final": torch_ckpt.to_neutral(model)}
+
+
+def jax_warmup_train(tensors, stream, recipe: Recipe, steps: int, steps_per_call: int = 1,
+                     dtype=np.float64) -> dict:
+    """warmup_train with jax_impl's step, the optimizer swapped where the warm-up ends (as jax_impl.train),
+    from the train split on the device (DeviceStream), several steps per call (train_steps) when
+    `steps_per_call` > 1; the final weights under "final"."""
+    with _x64(dtype):
+        mesh = jax_train.make_mesh(1)
+        state = jax_replicated_state(tensors, recipe, dtype, mesh, False)
+        device_stream = jax_train.DeviceStream(stream, mesh)
+        step_fn, steps_fn = jax_train.compile_train_step(mesh), jax_train.compile_train_steps(mesh)
+
+        def take_steps(step, count, warmup):
+            nonlocal state
+            state = state.replace(tx=jax_train.make_optimizer(recipe, warmup.on(step)))
+            if count > 1:
+                state, metrics = steps_fn(state, device_stream.images, device_stream.labels,
+                                          *device_stream.plans(step, count))
+            else:
+                images, labels = device_stream.batch(step)
+                state, metrics = step_fn(state, images.astype(dtype), labels)
+            return float(metrics["loss_sum"]), int(metrics["correct"])
+        out = warmup_train(recipe, steps, steps_per_call, take_steps)
+        return {**out, "final": jax_neutral(state)}
 
 
 def torch_momentum(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:

@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Carry the paper's ResNet-32 runs of both backends forward by one slice on this machine's CPU, as under a
+# Carry the paper's ResNet-DEPTH runs of both backends forward by one slice on this machine's CPU, as under a
 # cluster's wall-time limit: each trainer stops cleanly when BUDGET runs out (checkpoint saved, exit status 75)
 # and the next call continues it from its run directory (--resume). Each run lives in
-# results/runs/<backend>-resnet32-64k-seed<SEED>/, with the trainer's output appended to its train.log.
+# results/runs/<backend>-resnet<DEPTH>-64k-seed<SEED>/, with the trainer's output appended to its train.log.
 #
-#   bash scripts/paper_slice.sh 2h20m                          # start both runs, or continue them
+#   bash scripts/paper_slice.sh 2h20m                          # start both ResNet-32 runs, or continue them
 #   SEED=1 DATA_DIR=../shared/data/cifar10 bash scripts/paper_slice.sh 2h
+#   DEPTH=110 bash scripts/paper_slice.sh 2h                   # the ResNet-110 runs, with the paper's lr warm-up
 #
-# The protocol (He et al. 2015, Table 6): all 50,000 training images (--full-train), 64k iterations, batch 128,
-# lr 0.1 -> 0.01 at 32k -> 0.001 at 48k, seed SEED, float32; test error and a resumable checkpoint every
-# 1,000 iterations. On a machine with at least two cores the two trainers run side by side, each pinned to a
-# core of its own with one thread: on the 2-core box that trained the pair 1.15x as fast as one after the
-# other with two threads each (results/benchmark_placement.md). When one run finishes and the other has more
-# than TAKEOVER_MIN_S of the budget left, the other is stopped cleanly and continued at once with every core
-# (alone with two threads, a trainer ran 1.5x (JAX) and 2x (PyTorch) as fast as pinned beside the other, in the
-# same benchmark; the restart costs well under a minute).
+# The protocol (He et al. 2015, Table 6): ResNet-DEPTH, all 50,000 training images (--full-train), 64k
+# iterations, batch 128, lr 0.1 -> 0.01 at 32k -> 0.001 at 48k, seed SEED, float32; test error and a resumable
+# checkpoint every 1,000 iterations. On a machine with at least two cores the two trainers run side by side,
+# each pinned to a core of its own with one thread: on the 2-core box that trained the pair 1.15x as fast as
+# one after the other with two threads each (results/benchmark_placement.md). When one run finishes and the
+# other has more than TAKEOVER_MIN_S of the budget left, the other is stopped cleanly and continued at once with
+# every core (alone with two threads, a trainer ran 1.5x (JAX) and 2x (PyTorch) as fast as pinned beside the
+# other, in the same benchmark; the restart costs well under a minute).
 # A finished run is left alone; a run whose partner has finished trains alone on every core.
 # Needs bash >= 5.1 (wait -n -p) and, for the pinning, taskset.
 #
-# Env: SEED [0], DATA_DIR [unset: the trainers' search, $CIFAR10_DIR, the cache], RUNS [results/runs],
-#      BACKENDS ["torch_impl jax_impl"], PYTHON [.venv/bin/python if there is one, else python],
+# Env: SEED [0], DEPTH [32] (6n+2: the paper's 20, 32, 44, 56, 110), DATA_DIR [unset: the trainers' search,
+#      $CIFAR10_DIR, the cache], RUNS [results/runs], BACKENDS ["torch_impl jax_impl"],
+#      PYTHON [.venv/bin/python if there is one, else python],
 #      START_FLAGS [none]: flags added when a run starts, after the protocol's (the tests' tiny schedule),
 #      TAKEOVER_MIN_S [600].
 # Exit status: 0 when every run finished, 75 when at least one stopped resumable and none failed, else 1.
@@ -27,6 +29,7 @@ set -uo pipefail
 
 BUDGET=${1:?usage: scripts/paper_slice.sh BUDGET   (e.g. 2h20m, 90m, 5400)}
 SEED=${SEED:-0}
+DEPTH=${DEPTH:-32}
 RUNS=${RUNS:-results/runs}
 BACKENDS=${BACKENDS:-torch_impl jax_impl}
 TAKEOVER_MIN_S=${TAKEOVER_MIN_S:-600}
@@ -41,7 +44,7 @@ declare -A running=()   # pid -> backend
 stopping=
 status=0
 
-run_dir() { echo "$RUNS/$1-resnet32-64k-seed$SEED"; }
+run_dir() { echo "$RUNS/$1-resnet$DEPTH-64k-seed$SEED"; }
 
 # start BACKEND CORE|all SECONDS: start the backend's run or continue it, pinned to CORE with one thread, or on
 # every core; its output goes to the run's train.log.
@@ -51,7 +54,7 @@ start() {
     if [ -f "$run/config.json" ]; then
         flags=(--resume --run-dir "$run")            # the recipe comes from the run's config.json
     else
-        flags=(--preset paper --depth 32 --iterations 64000 --full-train --seed "$SEED" --eval-every 1000
+        flags=(--preset paper --depth "$DEPTH" --iterations 64000 --full-train --seed "$SEED" --eval-every 1000
                --run-dir "$run")
         # shellcheck disable=SC2206  # a word list on purpose
         [ -n "${START_FLAGS:-}" ] && flags+=($START_FLAGS)

@@ -4,7 +4,10 @@ per comparison group (same depth and iterations, both backends overlaid).
     python scripts/report.py [--runs results/runs] [--out results]
 
 Reads every run directory under --runs (config.json, metrics.jsonl, final.json; see cifar_core/run.py), writes
---out/README.md and --out/curves-resnet<depth>-<iterations>it.png, and prints what it wrote. A run without
+--out/README.md, --out/curves-resnet<depth>-<iterations>it.png and --out/error-vs-depth.png, and prints what it
+wrote. README.md opens with a summary by depth of the finished paper-protocol runs (Table 6's: 64,000 iterations on
+all 50,000 training images, nothing departing from the recipe): each backend's median, range and seed count
+beside the paper's figure, and the difference of the backends' means with its 95% Welch interval. A run without
 final.json (unfinished, or still running) is listed under "In progress" with the step it reached and its latest
 test error, with its curves so far in --out/progress-curves-resnet<depth>-<iterations>it.png, never in the
 results table or the results' figures. Each run's slices (the processes that trained it: a
@@ -16,11 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
+import statistics
 import sys
 from collections import Counter
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cifar_core.recipe import Recipe  # noqa: E402
 
 PAPER_ITERATIONS = 64_000  # He et al. 2015, Sec. 4.2: lr 0.1, divided by 10 at 32k and 48k, stop at 64k
 PAPER_MILESTONE_FRACTIONS = (0.5, 0.75)
@@ -28,11 +36,6 @@ PAPER_MILESTONE_FRACTIONS = (0.5, 0.75)
 PAPER_TEST_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 PAPER_NOTES = {110: "best of 5 runs; mean 6.61±0.16"}
 PAPER_RECIPE = {"batch_size": 128, "lr": 0.1, "lr_decay": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
-# The ablations' departures (cifar_core/recipe.py), at the paper's values; a run recorded before they existed has none.
-PAPER_DEFAULTS = {"optimizer": "sgd", "augment": "crop-flip", "subtract_mean": True, "test_subtract_mean": None,
-                  "logit_relu": False, "bn_eps": 1e-5, "bn_momentum": 0.1, "downsample": "stride",
-                  "architecture": "cifar", "imagenet_head": 10}
-AUGMENT_BOOLEANS = {True: "crop-flip", False: "none"}  # what augment's true/false in an older config.json mean
 BACKEND_COLOURS = {"torch_impl": "tab:red", "jax_impl": "tab:blue"}
 OTHER_COLOURS = ("tab:green", "tab:purple", "tab:orange", "tab:brown")
 RUN_MARKERS = ("o", "s", "^", "D")
@@ -49,6 +52,7 @@ class Run:
         self.backend = final.get("backend") or config.get("backend") or "?"
         self.depth = int(final.get("depth") or recipe.get("depth"))
         self.iterations = int(final.get("iterations") or recipe.get("iterations"))
+        self.departures = departures(recipe)
 
     @property
     def sort_key(self):
@@ -70,6 +74,14 @@ class Run:
     @property
     def last_step(self) -> int:
         return max((r.get("step", 0) for r in self.metrics), default=0)
+
+
+def departures(recipe: dict) -> dict:
+    """What a run's recipe changes from the paper's at its depth, name -> value: the fixed hyperparameters
+    (PAPER_RECIPE), the ablations' departures and the warm-up (Recipe.departures; a run recorded before those
+    existed has none)."""
+    fixed = {k: recipe[k] for k, v in PAPER_RECIPE.items() if k in recipe and recipe[k] != v}
+    return {**fixed, **Recipe.from_dict(recipe).departures()}
 
 
 def read_jsonl(path: Path) -> list:
@@ -196,10 +208,7 @@ def table_row(run: Run, out_dir: Path) -> list:
     f, recipe = run.final, run.recipe
     link = Path(os.path.relpath(run.path, out_dir)).as_posix()
     iterations = schedule_label(run.iterations, recipe.get("milestones"))
-    if isinstance(recipe.get("augment"), bool):
-        recipe = {**recipe, "augment": AUGMENT_BOOLEANS[recipe["augment"]]}
-    differ = [f"{k}={recipe[k]}" for k, v in {**PAPER_RECIPE, **PAPER_DEFAULTS}.items()
-              if recipe.get(k, v) != v]
+    differ = [f"{k}={v}" for k, v in run.departures.items()]
     if differ:
         iterations += f"; {', '.join(differ)}"
     steps = f.get("steps_completed")
@@ -289,15 +298,172 @@ def markdown_table(rows: list, columns: tuple = COLUMNS) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- summary by depth
+
+BACKEND_NAMES = {"torch_impl": "PyTorch", "jax_impl": "JAX"}
+SUMMARY_COLUMNS = ("Depth", "Paper (Table 6)", "PyTorch: median (min–max, n)", "JAX: median (min–max, n)",
+                   "PyTorch − JAX: difference of means (95% interval)")
+SUMMARY_FIGURE = "error-vs-depth.png"
+# Student's t, two-sided 95%, by degrees of freedom: used without scipy, with Welch's fractional df rounded down to
+# the nearest listed (a slightly wider interval, never a narrower one).
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def paper_protocol(run: Run) -> bool:
+    """Table 6's protocol: all 64,000 iterations done, lr drops at 32k and 48k, all 50,000 training images, and
+    nothing departing from the paper's recipe at the run's depth."""
+    f = run.final
+    return (f.get("steps_completed") == f.get("iterations") == PAPER_ITERATIONS and f.get("final_test_error") is not None
+            and list(run.recipe.get("milestones") or [32_000, 48_000]) == [32_000, 48_000]
+            and bool(run.recipe.get("full_train")) and not run.departures)
+
+
+def errors_by_depth(runs: list) -> dict:
+    """{depth: {backend: [final test error (%) of each paper-protocol run, in seed order]}}."""
+    table: dict = {}
+    for run in sorted(filter(paper_protocol, runs), key=lambda r: r.sort_key):
+        table.setdefault(run.depth, {}).setdefault(run.backend, []).append(100 * run.final["final_test_error"])
+    return dict(sorted(table.items()))
+
+
+def spread(errors: list) -> str:
+    """'7.42% (7.21–7.74%, n=3)': median, range and count of a backend's final test errors (%)."""
+    if not errors:
+        return "—"
+    return f"{statistics.median(errors):.2f}% ({min(errors):.2f}–{max(errors):.2f}%, n={len(errors)})"
+
+
+def t_975(df: float) -> float:
+    try:
+        from scipy import stats
+    except ImportError:
+        return T_975[max(k for k in T_975 if k <= max(df, 1))]
+    return float(stats.t.ppf(0.975, df))
+
+
+def welch_interval(a: list, b: list) -> tuple | None:
+    """(mean(a) - mean(b), low, high): the difference of means with its 95% Welch t interval; None unless each
+    side has at least 2 values."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    difference = statistics.mean(a) - statistics.mean(b)
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:  # no spread on either side: the difference is all there is
+        return difference, difference, difference
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = t_975(df) * math.sqrt(va + vb)
+    return difference, difference - half, difference + half
+
+
+def difference_cell(interval: tuple | None) -> str:
+    if interval is None:
+        return "n/a"
+    difference, low, high = interval
+    return f"{difference:+.2f} points ({low:+.2f} to {high:+.2f})"
+
+
+def verdict(depth: int, torch_errors: list, jax_errors: list) -> str:
+    """One sentence: whether the backends' final test errors at `depth` differ beyond seed noise."""
+    interval = welch_interval(torch_errors, jax_errors)
+    if interval is None:
+        return (f"ResNet-{depth}: too few seeds to tell a difference from seed noise (PyTorch {len(torch_errors)}, "
+                f"JAX {len(jax_errors)}; the interval needs at least 2 a side).")
+    difference, low, high = interval
+    seeds = f"{len(torch_errors)} and {len(jax_errors)} seeds"
+    if low <= 0 <= high:
+        return (f"ResNet-{depth}: no detectable difference between the backends: the 95% interval of PyTorch's mean "
+                f"minus JAX's ({low:+.2f} to {high:+.2f} points) contains 0, so the gap of {difference:+.2f} points is "
+                f"within seed noise ({seeds}).")
+    higher, lower = ("PyTorch", "JAX") if difference > 0 else ("JAX", "PyTorch")
+    return (f"ResNet-{depth}: {higher}'s mean test error is higher than {lower}'s by {abs(difference):.2f} points, "
+            f"beyond seed noise: the 95% interval of PyTorch's mean minus JAX's ({low:+.2f} to {high:+.2f} points) "
+            f"excludes 0 ({seeds}).")
+
+
+def paper_cell(depth: int) -> str:
+    paper = PAPER_TEST_ERROR.get(depth)
+    if paper is None:
+        return "—"
+    return f"{paper:.2f}%" + (f" ({PAPER_NOTES[depth]})" if depth in PAPER_NOTES else "")
+
+
+def summary_lines(runs: list, figure: str | None) -> list:
+    """The summary by depth: its table, one verdict per depth, and the error-vs-depth figure (a link `figure`,
+    relative to where the lines go; None: no figure)."""
+    table = errors_by_depth(runs)
+    if not table:
+        return ["No finished paper-protocol run (64,000 iterations on all 50,000 training images, the paper's "
+                "recipe) yet."]
+    rows = [[str(depth), paper_cell(depth), spread(errors.get("torch_impl", [])), spread(errors.get("jax_impl", [])),
+             difference_cell(welch_interval(errors.get("torch_impl", []), errors.get("jax_impl", [])))]
+            for depth, errors in table.items()]
+    lines = [markdown_table(rows, SUMMARY_COLUMNS), ""]
+    lines += [verdict(depth, errors.get("torch_impl", []), errors.get("jax_impl", [])) for depth, errors in table.items()]
+    if figure:
+        lines += ["", f"![Final test error against depth, each seed a point, beside Table 6]({figure})"]
+    return lines
+
+
+def plot_error_vs_depth(runs: list, path: Path) -> bool:
+    """Final test error against depth of the paper-protocol runs, one point per seed, each backend slightly
+    offset, the paper's Table 6 as a line; False (nothing written) without such runs."""
+    table = errors_by_depth(runs)
+    if not table:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    depths = sorted(d for d in PAPER_TEST_ERROR if d <= max(110, *table))
+    ax.plot(depths, [PAPER_TEST_ERROR[d] for d in depths], color="black", linestyle=":", marker="x",
+            label="paper (Table 6)")
+    order = list(BACKEND_NAMES)  # the table's: PyTorch, then JAX
+    backends = sorted({b for errors in table.values() for b in errors},
+                      key=lambda b: (order.index(b) if b in order else len(order), b))
+    for i, backend in enumerate(backends):
+        offset = 1.2 * (i - (len(backends) - 1) / 2)  # depths are 12 apart
+        points = [(depth + offset, e) for depth, errors in table.items() for e in errors.get(backend, [])]
+        ax.scatter(*zip(*points), s=22, color=BACKEND_COLOURS.get(backend, OTHER_COLOURS[i % len(OTHER_COLOURS)]),
+                   label=f"{BACKEND_NAMES.get(backend, backend)} (each seed)", zorder=3)
+    ax.set_xticks(sorted({*depths, *table}))
+    ax.set_xlabel("depth (layers)")
+    ax.set_ylabel("final test error (%)")
+    ax.set_title("CIFAR-10 ResNets, 64,000 iterations: test error against depth")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
 def figure_name(depth: int, iterations: int) -> str:
     return f"curves-resnet{depth}-{iterations}it.png"
 
 
+SUMMARY_INTRO = (
+    "The finished runs of Table 6's protocol (64,000 iterations, lr drops at 32k and 48k, all 50,000 training "
+    "images, the paper's recipe with nothing departing from it, ResNet-110's warm-up included), by depth: each "
+    "backend's final test error as median (min–max, n seeds) beside the paper's Table 6 figure, and PyTorch's mean "
+    "minus JAX's in percentage points with its 95% Welch t interval (n/a unless each backend has at least 2 seeds). "
+    "An interval that contains 0 means no difference between the backends beyond what the seed alone changes.")
+
+
 def readme(runs: list, unfinished: list, skipped: list, figures: list, out_dir: Path, runs_dir: Path,
-           progress: list = ()) -> str:
+           progress: list = (), summary_figure: str | None = None) -> str:
     runs_link = Path(os.path.relpath(runs_dir, out_dir)).as_posix()
     parts = [
         "# Results: CIFAR-10 ResNets, PyTorch and JAX, beside He et al. 2015",
+        "",
+        "## Summary by depth",
+        "",
+        SUMMARY_INTRO,
+        "",
+        *summary_lines(runs, summary_figure),
+        "",
+        "## Every run",
         "",
         "Each row is one finished run in [`" + runs_link + "/`](" + runs_link + "/), trained by `torch_impl` "
         "(PyTorch) or `jax_impl` (JAX/Flax) with the paper's recipe (departures are noted in the Iterations "
@@ -464,14 +630,16 @@ def replace_between(text: str, start: str, end: str, block: str) -> str:
     return head + start + "\n" + block + "\n" + end + rest.split(end, 1)[1]
 
 
-def update_project_readme(path: Path, runs: list, figures: list, out_dir: Path, unfinished: list = ()) -> None:
-    """The project README's results section (the same table, links relative to that README) and, between its
-    how-long markers if it has them, what the paper-schedule runs cost."""
+def update_project_readme(path: Path, runs: list, figures: list, out_dir: Path, unfinished: list = (),
+                          summary_figure: str | None = None) -> None:
+    """The project README's results section (the same summary by depth, links relative to that README; every run
+    and its curves stay in out_dir's README) and, between its how-long markers if it has them, what the
+    paper-schedule runs cost."""
     where = path.parent
-    table = markdown_table([table_row(run, where) for run in runs])
-    links = [f"[{title}]({Path(os.path.relpath(out_dir / name, where)).as_posix()})" for title, name in figures]
-    text = replace_between(path.read_text(), START, END,
-                           "\n".join([table, "", "Curves: " + ("; ".join(links) if links else "none yet") + "."]))
+    figure = Path(os.path.relpath(out_dir / summary_figure, where)).as_posix() if summary_figure else None
+    every_run = Path(os.path.relpath(out_dir / "README.md", where)).as_posix()
+    text = replace_between(path.read_text(), START, END, "\n".join(
+        [*summary_lines(runs, figure), "", f"Every run, with its curves: [`{every_run}`]({every_run})."]))
     if HOW_LONG_START in text:
         text = replace_between(text, HOW_LONG_START, HOW_LONG_END, "\n".join(how_long_lines(runs, unfinished)))
     path.write_text(text)
@@ -512,16 +680,23 @@ def main(argv=None) -> int:
         path = out_dir / f"progress-{figure_name(depth, iterations)}"
         progress.append((plot_group(members, path, in_progress=True), path.name))
         print(f"wrote {path}")
+    summary_path = out_dir / SUMMARY_FIGURE
+    summary_figure = SUMMARY_FIGURE if plot_error_vs_depth(runs, summary_path) else None
+    if summary_figure:
+        print(f"wrote {summary_path}")
+    elif summary_path.is_file():  # its runs are gone from --runs
+        summary_path.unlink()
+        print(f"removed {summary_path} (no finished paper-protocol run)")
     written = {name for _, name in progress}
     for stale in out_dir.glob(f"progress-{figure_name('*', '*')}"):  # runs that have finished since
         if stale.name not in written:
             stale.unlink()
             print(f"removed {stale} (no unfinished run left in its group)")
     readme_path = out_dir / "README.md"
-    readme_path.write_text(readme(runs, unfinished, skipped, figures, out_dir, runs_dir, progress))
+    readme_path.write_text(readme(runs, unfinished, skipped, figures, out_dir, runs_dir, progress, summary_figure))
     project_readme = Path(args.project_readme) if args.project_readme else out_dir.resolve().parent / "README.md"
     if project_readme.is_file() and START in project_readme.read_text():
-        update_project_readme(project_readme, runs, figures, out_dir, unfinished)
+        update_project_readme(project_readme, runs, figures, out_dir, unfinished, summary_figure)
         print(f"updated the results table in {project_readme}")
     print(f"wrote {readme_path} ({len(runs)} finished run{'s' * (len(runs) != 1)}, {len(unfinished)} in progress, "
           f"{len(skipped)} skipped)")

@@ -20,10 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = "--depth 8 --batch-size 16 --iterations 4 --eval-every 2 --log-every 1"
 
 
-def slice_(tmp_path, budget):
+def slice_(tmp_path, budget, **extra):
     env = {**os.environ, "PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"), "DATA_DIR": str(tmp_path / "data"),
            "START_FLAGS": TINY, "PYTHONWARNINGS": "ignore",
-           "TAKEOVER_MIN_S": "1000000000"}  # slices exactly as budgeted; the takeover's tests use a stand-in trainer
+           "TAKEOVER_MIN_S": "1000000000",  # slices exactly as budgeted; the takeover's tests use a stand-in trainer
+           **extra}
     env.pop("XLA_FLAGS", None)  # one CPU device, as in a real slice (conftest's four are for the other tests)
     return subprocess.run(["bash", str(ROOT / "scripts" / "paper_slice.sh"), budget], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
@@ -52,6 +53,20 @@ def test_slices_carry_both_runs_to_the_end(tmp_path):
         assert log.count("=== slice started") == 2 and "--resume --run-dir" in log
     third = slice_(tmp_path, "1h")
     assert third.returncode == 0 and third.stdout.count("finished; nothing to do") == 2
+
+
+@pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
+def test_depth_picks_the_run_directories_and_the_network(tmp_path):
+    """DEPTH, as SEED: the run directories' names, and the --depth each run starts with (its config.json)."""
+    synthetic.write_archive(tmp_path / "data", train_per_batch=40, test_size=40)
+    done = slice_(tmp_path, "0", DEPTH="8", SEED="3", START_FLAGS=TINY.replace("--depth 8 ", ""))
+    assert done.returncode == 75, done.stdout + done.stderr
+    runs = [tmp_path / "runs" / f"{b}-resnet8-64k-seed3" for b in ("jax_impl", "torch_impl")]
+    assert sorted((tmp_path / "runs").iterdir()) == runs
+    for run in runs:
+        recipe = json.loads((run / "config.json").read_text())["recipe"]
+        assert (recipe["depth"], recipe["seed"], recipe["iterations"]) == (8, 3, 4)
+        assert "--preset paper --depth 8 " in (run / "train.log").read_text()
 
 
 # Stands in for `python -m <backend>.train ...` (and passes `python -c` on to Python): records how it was started,

@@ -20,12 +20,13 @@ spec.loader.exec_module(report)
 
 
 def write_run(root: Path, name: str, backend: str, *, depth=32, iterations=2000, seed=0, devices=("cpu",),
-              commit="0123456789abcdef", dirty=False, final: dict | None = None, errors=(0.5, 0.3)):
+              commit="0123456789abcdef", dirty=False, final: dict | None = None, errors=(0.5, 0.3),
+              full_train=False, recipe: dict | None = None):
     run = root / name
     run.mkdir(parents=True)
-    recipe = {"depth": depth, "batch_size": 128, "iterations": iterations, "seed": seed, "full_train": False,
+    recipe = {"depth": depth, "batch_size": 128, "iterations": iterations, "seed": seed, "full_train": full_train,
               "lr": 0.1, "lr_decay": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
-              "milestones": [iterations // 2, iterations * 3 // 4], "milestone_fractions": [0.5, 0.75]}
+              "milestones": [iterations // 2, iterations * 3 // 4], "milestone_fractions": [0.5, 0.75], **(recipe or {})}
     config = {"backend": backend, "recipe": recipe, "options": {}, "command": ["train.py"],
               "git": {"commit": commit, "dirty": dirty}, "versions": {},
               "hardware": {"cpu": "Fake CPU 9000", "cpu_count": 4, "devices": list(devices)},
@@ -46,15 +47,22 @@ def write_run(root: Path, name: str, backend: str, *, depth=32, iterations=2000,
     return run
 
 
-def table_rows(readme: str) -> dict:
-    """{run name: {column: cell}} from the README's Markdown table."""
-    lines = [line for line in readme.splitlines() if line.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = {}
-    for line in lines[2:]:
-        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
-        rows[cells["Run"].split("]")[0].lstrip("[")] = cells
+def markdown_rows(text: str, first_column: str) -> list:
+    """[{column: cell}] of the Markdown table in `text` whose first column is `first_column`."""
+    lines = text.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith(f"| {first_column} |")))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")))))
     return rows
+
+
+def table_rows(readme: str) -> dict:
+    """{run name: {column: cell}} from the README's table of every run."""
+    return {cells["Run"].split("]")[0].lstrip("["): cells for cells in markdown_rows(readme, "Run")}
 
 
 @pytest.fixture
@@ -187,13 +195,13 @@ def test_project_readme_table_and_cost(tmp_path):
 
     assert report.main(["--runs", str(root), "--out", str(tmp_path / "results")]) == 0
     text = project.read_text()
-    assert text.startswith("intro\n<!-- results-table:start -->\n| Run |") and "stale" not in text
-    assert "<!-- results-table:end -->\nmiddle\n<!-- how-long:start -->\n" in text
+    assert text.startswith("intro\n<!-- results-table:start -->\n") and "stale" not in text
+    assert "No finished paper-protocol run (64,000 iterations on all 50,000 training images" in text  # 45k here
+    assert "Every run, with its curves: [`results/README.md`](results/README.md).\n<!-- results-table:end -->\n" \
+           "middle\n<!-- how-long:start -->\n" in text  # relative to the README
     assert text.endswith("<!-- how-long:end -->\nend\n")
-    rows = table_rows(text.split("<!-- how-long:start -->")[0])
+    rows = table_rows((tmp_path / "results" / "README.md").read_text().split("## Every run")[1])
     assert list(rows) == ["torch_impl-resnet32-2000it", "torch_impl-resnet32-64k-seed0"]  # finished runs only
-    assert rows["torch_impl-resnet32-64k-seed0"]["Run"] == \
-        "[torch_impl-resnet32-64k-seed0](runs/torch_impl-resnet32-64k-seed0/)"  # relative to the README
     how_long = text.split("<!-- how-long:start -->\n")[1].split("\n<!-- how-long:end -->")[0]
     assert how_long.splitlines() == [
         "- `jax_impl-resnet32-64k-seed0` (unfinished): 32,000 of 64,000 steps in 53m 20s; its remaining 32,000 steps "
@@ -239,3 +247,101 @@ def test_progress_curves_of_finished_runs_are_removed(tmp_path):
     assert sorted(p.name for p in out.glob("*.png")) == ["curves-resnet32-64000it.png", "parity_loss_gap.png",
                                                          "progress-curves-resnet20-100it.png"]
     assert (out / "progress-curves-resnet20-100it.png").read_bytes()[:4] == b"\x89PNG"  # rewritten, not kept
+
+
+# ---------------------------------------------------------------- summary by depth
+
+PAPER_64K = {"final_val_error": None, "best_val_error": None, "best_val_step": None, "best_val_test_error": None,
+             "wall_time_s": 36000.0, "train_time_s": 34000.0, "images_per_s": 241.0}
+
+
+def paper_run(root, backend, depth, seed, test_error, **kwargs):
+    return write_run(root, f"{backend}-resnet{depth}-64k-seed{seed}", backend, depth=depth, iterations=64000,
+                     seed=seed, full_train=True, final={**PAPER_64K, "final_test_error": test_error}, **kwargs)
+
+
+def test_summary_statistics():
+    assert report.spread([7.4, 7.0, 7.2]) == "7.20% (7.00–7.40%, n=3)" and report.spread([7.5]) == "7.50% (7.50–7.50%, n=1)"
+    assert report.spread([7.0, 7.1, 7.4, 9.0]) == "7.25% (7.00–9.00%, n=4)" and report.spread([]) == "—"
+    # Welch: 7.2 ± 0.2 (n=3) against 7.7 ± 0.28 (n=2): variances of the means 0.04/3 and 0.08/2
+    a, b = [7.0, 7.2, 7.4], [7.5, 7.9]
+    difference, low, high = report.welch_interval(a, b)
+    se2 = 0.04 / 3 + 0.08 / 2
+    df = se2 ** 2 / ((0.04 / 3) ** 2 / 2 + (0.08 / 2) ** 2 / 1)
+    assert difference == pytest.approx(-0.5) and df == pytest.approx(1.6842, abs=1e-4)
+    stats = pytest.importorskip("scipy.stats")
+    expected = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (low, high) == pytest.approx((expected.low, expected.high), rel=1e-9)
+    assert high - difference == pytest.approx(stats.t.ppf(0.975, df) * se2 ** 0.5)
+    assert report.welch_interval([7.0], b) is None and report.welch_interval(a, []) is None
+    assert report.welch_interval([7.0, 7.0], [7.5, 7.5]) == (-0.5, -0.5, -0.5)  # no spread at all
+    assert report.difference_cell((-0.5, -1.234, 0.2)) == "-0.50 points (-1.23 to +0.20)"
+    assert report.difference_cell(None) == "n/a"
+
+
+def test_without_scipy_the_t_table_gives_a_wider_interval(monkeypatch):
+    stats = pytest.importorskip("scipy.stats")
+    a, b = [7.0, 7.2, 7.4], [7.5, 7.9]
+    _, low, high = report.welch_interval(a, b)
+    monkeypatch.setitem(sys.modules, "scipy", None)  # `from scipy import stats` raises ImportError
+    assert report.t_975(1.6842) == 12.706 and report.t_975(4) == 2.776 and report.t_975(200.0) == 1.980
+    assert report.t_975(13.7) == 2.179 > stats.t.ppf(0.975, 13.7)  # rounded down to df 12: conservative
+    _, table_low, table_high = report.welch_interval(a, b)
+    assert table_low < low and table_high > high
+
+
+@pytest.mark.parametrize("torch_errors, jax_errors, sentence", [
+    ([7.0, 7.2, 7.4], [7.5, 7.9], "ResNet-32: no detectable difference between the backends: the 95% interval of "
+     "PyTorch's mean minus JAX's (-1.70 to +0.70 points) contains 0, so the gap of -0.50 points is within seed noise "
+     "(3 and 2 seeds)."),
+    ([7.0, 7.1, 7.2], [8.0, 8.1, 8.2], "ResNet-32: JAX's mean test error is higher than PyTorch's by 1.00 points, "
+     "beyond seed noise: the 95% interval of PyTorch's mean minus JAX's (-1.23 to -0.77 points) excludes 0 "
+     "(3 and 3 seeds)."),
+    ([8.0, 8.1, 8.2], [7.0, 7.1, 7.2], "ResNet-32: PyTorch's mean test error is higher than JAX's by 1.00 points, "
+     "beyond seed noise: the 95% interval of PyTorch's mean minus JAX's (+0.77 to +1.23 points) excludes 0 "
+     "(3 and 3 seeds)."),
+    ([7.0], [7.5, 7.9], "ResNet-32: too few seeds to tell a difference from seed noise (PyTorch 1, JAX 2; the "
+     "interval needs at least 2 a side)."),
+])
+def test_the_verdict_follows_the_interval(torch_errors, jax_errors, sentence):
+    pytest.importorskip("scipy.stats")  # the intervals in the sentences are scipy's
+    assert report.verdict(32, torch_errors, jax_errors) == sentence
+
+
+def test_summary_by_depth_of_paper_protocol_runs(tmp_path):
+    """Only finished 64k runs on all 50,000 images with the paper's recipe count: a departure, a 45k run, a
+    run stopped short and an unfinished run are left out; ResNet-110 counts with the paper's warm-up only."""
+    root = tmp_path / "runs"
+    for seed, error in enumerate((0.0742, 0.0721, 0.0735)):
+        paper_run(root, "torch_impl", 32, seed, error)
+    for seed, error in enumerate((0.0774, 0.0742)):
+        paper_run(root, "jax_impl", 32, seed, error)
+    warmup = {"warmup_lr": 0.01, "warmup_until_train_error": 0.8}
+    paper_run(root, "torch_impl", 110, 0, 0.0650, recipe=warmup)
+    paper_run(root, "jax_impl", 110, 0, 0.0640, recipe=warmup)
+    paper_run(root, "jax_impl", 110, 1, 0.0700)  # no warm-up: not the paper's ResNet-110
+    paper_run(root, "torch_impl", 32, 9, 0.0500, recipe={"optimizer": "adam"})
+    paper_run(root, "torch_impl", 32, 8, 0.0500, recipe=warmup)  # the warm-up departs from the paper at depth 32
+    write_run(root, "torch_impl-resnet32-64k-45k", "torch_impl", iterations=64000, final={**PAPER_64K, "final_test_error": 0.05})
+    short = paper_run(root, "jax_impl", 32, 7, 0.0500)
+    final = json.loads((short / "final.json").read_text())
+    (short / "final.json").write_text(json.dumps({**final, "steps_completed": 30000}))
+    write_run(root, "jax_impl-resnet56-64k-seed0", "jax_impl", depth=56, iterations=64000, full_train=True)  # running
+    out = tmp_path / "results"
+    assert report.main(["--runs", str(root), "--out", str(out)]) == 0
+    readme = (out / "README.md").read_text()
+    summary = readme.split("## Summary by depth")[1].split("## Every run")[0]
+    rows = markdown_rows(summary, "Depth")
+    assert [list(row.values()) for row in rows] == [
+        ["32", "7.51%", "7.35% (7.21–7.42%, n=3)", "7.58% (7.42–7.74%, n=2)", "-0.25 points (-1.53 to +1.02)"],
+        ["110", "6.43% (best of 5 runs; mean 6.61±0.16)", "6.50% (6.50–6.50%, n=1)", "6.40% (6.40–6.40%, n=1)", "n/a"]]
+    sentences = [line for line in summary.splitlines() if line.startswith("ResNet-")]
+    assert sentences[0].startswith("ResNet-32: no detectable difference between the backends")
+    assert sentences[1].startswith("ResNet-110: too few seeds") and len(sentences) == 2
+    assert "![Final test error against depth, each seed a point, beside Table 6](error-vs-depth.png)" in summary
+    assert (out / "error-vs-depth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "optimizer=adam" in table_rows(readme)["torch_impl-resnet32-64k-seed9"]["Iterations"]
+    assert "warmup_lr=None" in table_rows(readme)["jax_impl-resnet110-64k-seed1"]["Iterations"]
+    assert report.main(["--runs", str(root), "--out", str(out)]) == 0
+    assert (out / "README.md").read_text() == readme  # deterministic
+

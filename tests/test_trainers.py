@@ -17,35 +17,11 @@ import pytest
 import cifar_core.pipeline
 from cifar_core.run import read_metrics
 
-import jax_impl.train
 import torch_impl.train
-from trainer_runs import TINY, TRAINERS, losses, train, write_data
+from trainer_runs import TINY, TRAINERS, losses, train, wrap_steps, write_data
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
-
-
-def wrap_steps(backend, monkeypatch, change):
-    """Route every training step through change(call_index, outputs) -> outputs."""
-    calls = []
-    if backend == "torch_impl":
-        original = torch_impl.train.train_step
-
-        def step(*args, **kwargs):
-            calls.append(None)
-            return change(len(calls), original(*args, **kwargs))
-        monkeypatch.setattr(torch_impl.train, "train_step", step)
-    else:
-        original = jax_impl.train.compile_train_step
-
-        def compile_step(mesh):
-            compiled = original(mesh)
-
-            def step(*args):
-                calls.append(None)
-                return change(len(calls), compiled(*args))
-            return step
-        monkeypatch.setattr(jax_impl.train, "compile_train_step", compile_step)
 
 
 @pytest.mark.parametrize("backend", TRAINERS)
@@ -181,6 +157,29 @@ def test_resume_refuses_other_flags_and_other_data(backend, data_dir, tmp_path):
         train(backend, other, run, "--resume")
     assert "the data differ from the run's" in str(stopped.value)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_resume_of_a_finished_run_says_so_in_one_line(backend, data_dir, tmp_path, capsys):
+    """A finished run as results/runs/ keep it (final.safetensors, no resumable checkpoint): --resume says it has
+    finished, with its test error and what to do instead, and exits with status 2; without final.json, the
+    missing checkpoint is named."""
+    run = tmp_path / "run"
+    final = train(backend, data_dir, run, "--iterations", "2")
+    for path in (run / "checkpoints").glob("last.*"):
+        path.unlink()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        TRAINERS[backend].main(["--resume", "--run-dir", str(run), "--no-progress"])
+    assert stopped.value.code == 2
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line.startswith(f"error: --resume: {run} has finished (final test error "
+                           f"{100 * final['final_test_error']:.2f}%)")
+    assert f"python -m {backend}.evaluate --checkpoint {run / 'checkpoints' / 'final.safetensors'}" in line
+    (run / "final.json").unlink()
+    with pytest.raises(SystemExit) as stopped:
+        TRAINERS[backend].main(["--resume", "--run-dir", str(run), "--no-progress"])
+    assert stopped.value.code == 2 and "has no resumable checkpoint" in str(stopped.value)
 
 
 @pytest.mark.parametrize("backend", TRAINERS)

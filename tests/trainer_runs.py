@@ -35,3 +35,26 @@ def train(backend, data_dir, run_dir, *flags):
 def losses(run_dir) -> list[float]:
     """Every logged training loss of a run, in step order."""
     return [r["loss"] for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r["kind"] == "train"]
+
+
+def wrap_steps(backend, monkeypatch, change):
+    """Route every training step through change(call_index, outputs) -> outputs."""
+    calls = []
+    if backend == "torch_impl":
+        original = torch_impl.train.train_step
+
+        def step(*args, **kwargs):
+            calls.append(None)
+            return change(len(calls), original(*args, **kwargs))
+        monkeypatch.setattr(torch_impl.train, "train_step", step)
+    else:
+        original = jax_impl.train.compile_train_step
+
+        def compile_step(mesh):
+            compiled = original(mesh)
+
+            def step(*args):
+                calls.append(None)
+                return change(len(calls), compiled(*args))
+            return step
+        monkeypatch.setattr(jax_impl.train, "compile_train_step", compile_step)

@@ -163,7 +163,7 @@ def run(args, stop: StopSignal) -> dict | None:
     optimizer = make_optimizer(model, recipe)
     start_step, tracker_state = 0, None
     if args.resume:
-        state = checkpoint.load(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, model, optimizer)
+        state = checkpoint.load(run_dir.resume_checkpoint(checkpoint.CHECKPOINT_NAME), model, optimizer)
         start_step, tracker_state = state["step"], state["tracker"]
         run_dir.truncate_metrics(start_step)
     if world > 1:
@@ -210,7 +210,7 @@ def run(args, stop: StopSignal) -> dict | None:
     step = start_step
     model.train()
     while step < recipe.iterations:
-        loss, right = train_step(net, optimizer, *next_batch(step), recipe.lr_at(step), amp_dtype)
+        loss, right = train_step(net, optimizer, *next_batch(step), tracker.warmup.lr_at(step), amp_dtype)
         loss_sum, correct = loss_sum + loss, correct + right
         step += 1
         if tracker.should_log(step):
