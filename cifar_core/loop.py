@@ -185,8 +185,9 @@ class Tracker:
         lr = self.warmup.lr_at(step)
         self.run.log({"kind": "warmup_end", "step": step, "train_error": train_error, "lr": lr,
                       "wall_time": round(self.wall_time(), 3)})
-        self.bar.write(f"step {step}: train error {100 * train_error:.2f}% < "
-                       f"{100 * self.recipe.warmup_until_train_error:g}%: warm-up over, lr {lr:g} from here on")
+        if self.run.write:  # one line per run, not one per process
+            self.bar.write(f"step {step}: train error {100 * train_error:.2f}% < "
+                           f"{100 * self.recipe.warmup_until_train_error:g}%: warm-up over, lr {lr:g} from here on")
 
     def log_eval(self, step: int, val_error: float | None, test_error: float) -> bool:
         """Record an evaluation; True when it is the best val error so far (the caller saves the weights)."""
