@@ -38,6 +38,8 @@ def fail(error) -> NoReturn:
     print(exit_.message, file=sys.stderr)
     raise exit_
 
+AMP_CHOICES = ("none", "bf16")  # --amp
+
 # Flags that set a Recipe field of the same name.
 RECIPE_FLAGS = ("depth", "iterations", "batch_size", "lr", "lr_decay", "seed", "split_seed", "eval_every",
                 "log_every", "full_train", *DEPARTURES)
@@ -86,6 +88,10 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
                         help="stop cleanly once this much wall-clock time has passed since the start (e.g. 2h20m, "
                              "90m, 5400): the checkpoint is saved as on SIGTERM and the exit status is "
                              f"{RESUMABLE_EXIT_STATUS}; continue with --resume. For slices under a wall-time limit")
+    parser.add_argument("--amp", choices=AMP_CHOICES,
+                        help="bf16: mixed precision, the convolutions and the linear layer in bfloat16 (PyTorch's "
+                             "autocast; JAX's model dtype), parameters, optimizer state, BN statistics, the loss and "
+                             "evaluation in float32; none: float32 throughout (default: none; with --resume: the run's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     ablation = parser.add_argument_group(
         "departures from the paper", "for the ablations in results/ablations.md (scripts/ablations.py); the defaults "
@@ -167,6 +173,23 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     if args.preset in (None, "paper") and "warmup_lr" not in overrides:  # the paper's warm-up at its depth
         overrides["warmup_lr"] = PAPER_WARMUP_LR.get(overrides.get("depth", preset.depth))
     return dataclasses.replace(preset, **overrides)
+
+
+def run_option(args: argparse.Namespace, name: str, default):
+    """A trainer option that holds for a whole run (--amp): the flag given, else on --resume the run's (its
+    config.json's options), else `default`. On --resume a flag that contradicts the run is a RunDirError, as a
+    recipe flag is: a run half in one precision and half in another would be neither."""
+    given = getattr(args, name)
+    if not getattr(args, "resume", False):
+        return default if given is None else given
+    if not args.run_dir:
+        raise RunDirError("--resume needs --run-dir: the run directory to continue.")
+    saved = read_config(args.run_dir, args.backend).get("options", {}).get(name, default)
+    if given is not None and given != saved:
+        flag = "--" + name.replace("_", "-")
+        raise RunDirError(f"--resume: {flag} {given} is different from the saved run's {flag} {saved}. Leave it "
+                          f"out: --resume takes it from {Path(args.run_dir) / 'config.json'}.")
+    return saved
 
 
 def data_location(args: argparse.Namespace, saved: dict | None) -> tuple[str | None, str, str | None]:

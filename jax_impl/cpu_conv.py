@@ -5,7 +5,7 @@ PyTorch's CPU convolutions use (results/benchmark_convs.md); its built-in oneDNN
 the public jaxlib. So on CPU the model calls oneDNN itself, through XLA's FFI: `cpu_conv.cc` holds three
 handlers (forward, backward data, backward weights), and `conv_general_dilated` here is a jax.custom_vjp
 whose backward pass calls the two gradient handlers. Same parameters, same layouts (NHWC, HWIO), float32
-only (oneDNN has no float64 convolution; the float64 parity suite uses XLA's).
+only (oneDNN has no float64 convolution; the float64 parity suite and --amp bf16 use XLA's).
 
 The handlers are compiled on first use with the C++ compiler (g++, or $CXX) against jaxlib's FFI headers
 and the oneDNN of the `onednn-cpu-gomp` / `onednn-devel-cpu-gomp` wheels, and cached by source and version

@@ -14,13 +14,18 @@ Every choice equals the PyTorch model's; the Flax defaults that differ are overr
 - Option-A shortcut: x[:, ::2, ::2, :] with the zero channels appended after the existing ones.
 - conv_kernels: "xla" runs the convolutions as lax.conv_general_dilated; "onednn" (CPU, float32) through
   jax_impl/cpu_conv.py, the same function on oneDNN's faster kernels. Parameters are the same either way.
+- dtype and param_dtype, as in Flax's ImageNet example: the convolutions and the linear layer compute in `dtype`,
+  parameters and BN statistics are kept in `param_dtype`. dtype=bfloat16 is the trainer's --amp bf16 and does
+  what PyTorch's bf16 autocast does to this network: BN computes its statistics and normalises in float32 and
+  returns the input's dtype; ReLUs, the residual sums and the pooling run in bfloat16.
 Module names map one to one onto PyTorch's: layer{s}_{j} <-> layer{s}.{j} (jax_impl/checkpoint.py).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import chex
 import flax.linen as nn
@@ -63,17 +68,20 @@ class BatchNorm(nn.Module):
     `momentum` is PyTorch's too: the new batch's weight in the running averages."""
 
     axis_name: str | None = None
-    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
     eps: float = BN_EPS
     momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, x, train: bool):
         features = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (features,), self.dtype)
-        bias = self.param("bias", nn.initializers.zeros, (features,), self.dtype)
-        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), self.dtype)
-        running_var = self.variable("batch_stats", "var", jnp.ones, (features,), self.dtype)
+        scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), self.param_dtype)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (features,), self.param_dtype)
+        # A bfloat16 input is normalised in float32 and the result rounded back, as PyTorch's batch_norm does
+        # under bf16 autocast (float32 accumulation, output in the input's dtype).
+        out_dtype, x = x.dtype, x.astype(jnp.promote_types(x.dtype, self.param_dtype))
         if train:
             # Two passes (mean, then mean squared deviation), as PyTorch computes it: the one-pass
             # E[x^2] - E[x]^2 (Flax's use_fast_variance) cancels badly once |mean| >> std.
@@ -91,17 +99,17 @@ class BatchNorm(nn.Module):
                 running_var.value = keep * running_var.value + self.momentum * var * (count / (count - 1))
         else:
             mean, var = running_mean.value, running_var.value
-        return (x - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
+        return ((x - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias).astype(out_dtype)
+
+
+ModuleDef = Callable[..., nn.Module]
 
 
 class BasicBlock(nn.Module):
     planes: int
     stride: int
-    bn_axis_name: str | None = None
-    dtype: Any = jnp.float32
-    conv_kernels: str = "xla"
-    bn_eps: float = BN_EPS
-    bn_momentum: float = BN_MOMENTUM
+    conv: ModuleDef  # a 3x3 nn.Conv with the model's padding, init, dtypes and kernels bound (ResNet.__call__)
+    norm: ModuleDef  # BatchNorm with the model's options bound
     downsample: str = "stride"  # as torch_impl's BasicBlock: "maxpool" pools 2x2 first, "none" keeps the resolution
 
     @nn.compact
@@ -109,13 +117,8 @@ class BasicBlock(nn.Module):
         stride = self.stride if self.downsample == "stride" else 1
         if self.stride == 2 and self.downsample == "maxpool":
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        conv = lambda stride, name: nn.Conv(self.planes, (3, 3), (stride, stride), padding=((1, 1), (1, 1)),
-                                            use_bias=False, kernel_init=conv_init, dtype=self.dtype,
-                                            param_dtype=self.dtype, conv_general_dilated=conv_function(self.conv_kernels),
-                                            name=name)
-        bn = lambda name: BatchNorm(self.bn_axis_name, self.dtype, self.bn_eps, self.bn_momentum, name=name)
-        out = nn.relu(bn("bn1")(conv(stride, "conv1")(x), train))
-        out = bn("bn2")(conv(1, "conv2")(out), train)
+        out = nn.relu(self.norm(name="bn1")(self.conv(self.planes, strides=(stride, stride), name="conv1")(x), train))
+        out = self.norm(name="bn2")(self.conv(self.planes, name="conv2")(out), train)
         shortcut = x
         extra_channels = self.planes - x.shape[-1]
         if stride != 1 or extra_channels:
@@ -128,7 +131,8 @@ class ResNet(nn.Module):
     depth: int = 32
     num_classes: int = 10
     bn_axis_name: str | None = None  # set to the data axis for cross-device BN
-    dtype: Any = jnp.float32  # parameters and computation; float64 for the parity suite
+    dtype: Any = jnp.float32  # of the convolutions and the linear layer: bfloat16 for --amp bf16
+    param_dtype: Any = jnp.float32  # of the parameters and BN statistics: float64 for the parity suite
     conv_kernels: str = "xla"  # or "onednn": CPU, float32 (conv_function)
     # The ablations' options (Recipe.model_options; results/ablations.md), the paper's by default, as torch_impl's.
     logit_relu: bool = False
@@ -145,25 +149,25 @@ class ResNet(nn.Module):
         n = (self.depth - 2) // 6
         chex.assert_rank(x, 4)
         chex.assert_axis_dimension(x, 3, 3)  # NHWC: a PyTorch-style NCHW batch stops here, not inside a conv
-        x = x.astype(self.dtype)
-        x = nn.Conv(STAGE_WIDTHS[0], (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=conv_init,
-                    dtype=self.dtype, param_dtype=self.dtype, conv_general_dilated=conv_function(self.conv_kernels),
-                    name="conv1")(x)
-        x = nn.relu(BatchNorm(self.bn_axis_name, self.dtype, self.bn_eps, self.bn_momentum, name="bn1")(x, train))
+        conv = functools.partial(nn.Conv, kernel_size=(3, 3), padding=((1, 1), (1, 1)), use_bias=False,
+                                 kernel_init=conv_init, dtype=self.dtype, param_dtype=self.param_dtype,
+                                 conv_general_dilated=conv_function(self.conv_kernels))
+        norm = functools.partial(BatchNorm, self.bn_axis_name, self.param_dtype, self.bn_eps, self.bn_momentum)
+        x = x.astype(self.param_dtype)  # the convolution rounds it to `dtype`, as autocast does
+        x = nn.relu(norm(name="bn1")(conv(STAGE_WIDTHS[0], name="conv1")(x), train))
         for stage, width in enumerate(STAGE_WIDTHS, start=1):
             for j in range(n):
                 stride = 2 if stage > 1 and j == 0 else 1
-                x = BasicBlock(width, stride, self.bn_axis_name, self.dtype, self.conv_kernels, self.bn_eps,
-                               self.bn_momentum, self.downsample, name=f"layer{stage}_{j}")(x, train)
+                x = BasicBlock(width, stride, conv, norm, self.downsample, name=f"layer{stage}_{j}")(x, train)
         x = jnp.mean(x, axis=(1, 2))
         logits = nn.Dense(self.num_classes, kernel_init=linear_init(STAGE_WIDTHS[-1]), bias_init=nn.initializers.zeros,
-                          dtype=self.dtype, param_dtype=self.dtype, name="fc")(x)
+                          dtype=self.dtype, param_dtype=self.param_dtype, name="fc")(x)
         return nn.relu(logits) if self.logit_relu else logits
 
 
 def init_variables(model: ResNet, seed: int) -> dict:
     """{"params", "batch_stats"} of a fresh model; a function of `seed` alone."""
-    return model.init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3), model.dtype), train=False)
+    return model.init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3), model.param_dtype), train=False)
 
 
 def count_parameters(params) -> int:

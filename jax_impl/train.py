@@ -91,6 +91,8 @@ def device_loss(apply_fn, params, batch_stats, images, labels):
     chex.assert_type(labels, int)
     logits, updates = apply_fn({"params": params, "batch_stats": batch_stats}, images, train=True,
                                mutable=["batch_stats"])
+    # The softmax and the loss in float32 at least: bfloat16 logits (--amp bf16) are cast, as torch_impl casts them.
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     local_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     # The loss is the global batch's mean (pmean of the equal-sized local means), so its gradient with
     # respect to the replicated params is already the global gradient: shard_map's autodiff sums the
@@ -279,7 +281,7 @@ def evaluate(model: ResNet, variables, images: np.ndarray, labels: np.ndarray, b
     wrong = 0
     for x, y in eval_batches(images, labels, batch_size):
         valid = len(x)
-        x = np.concatenate([x, np.zeros((padded - valid, *x.shape[1:]), x.dtype)]).astype(model.dtype)
+        x = np.concatenate([x, np.zeros((padded - valid, *x.shape[1:]), x.dtype)]).astype(model.param_dtype)
         share = padded // procs
         predictions = predict_fn(model, variables, global_batch(mesh, x[proc * share:(proc + 1) * share]))
         wrong += int(np.sum(np.asarray(jax.device_get(predictions))[:valid] != y))
@@ -313,19 +315,27 @@ def resolve_steps_per_call(requested: int | None, data_on_device: bool, platform
     return steps
 
 
+AMP_DTYPES = {"none": jnp.float32, "bf16": jnp.bfloat16}  # --amp -> the model's dtype (its parameters stay float32)
 CONV_CHOICES = ("auto", *CONV_KERNELS)  # --conv (the scripts spell it out: they parse flags before importing jax)
 
 
-def resolve_conv_kernels(requested: str, platform: str, flag: str = "--conv") -> str:
-    """The model's conv_kernels for `flag`: "auto" is "onednn" on CPU when jax_impl/cpu_conv builds here (a
-    note on stderr says why not when it does not), "xla" elsewhere. An explicit "onednn" it cannot honour is
-    a ValueError naming the reason."""
+def resolve_conv_kernels(requested: str, platform: str, flag: str = "--conv", amp: str = "none") -> str:
+    """The model's conv_kernels for `flag`: "auto" is "onednn" on CPU in float32 when jax_impl/cpu_conv builds
+    here (a note on stderr says why not when it does not), "xla" elsewhere. An explicit "onednn" it cannot
+    honour is a ValueError naming the reason; the oneDNN handlers are float32 only, so --amp bf16 runs XLA's."""
     if requested not in CONV_CHOICES:
         raise ValueError(f"{flag} {requested!r}: choose one of {', '.join(CONV_CHOICES)}")
     if requested == "xla" or (requested == "auto" and platform != "cpu"):
         return "xla"
     if platform != "cpu":
         raise ValueError(f"{flag} onednn is for the CPU; JAX is running on {platform}: use {flag} auto or xla")
+    if amp != "none":
+        if requested == "onednn":
+            raise ValueError(f"{flag} onednn is float32 only (jax_impl/cpu_conv); --amp {amp} runs XLA's "
+                             f"convolutions: use {flag} auto or xla")
+        print(f"note: XLA's convolutions ({flag} auto): --amp {amp}, and the oneDNN ones are float32 only",
+              file=sys.stderr)
+        return "xla"
     reason = cpu_conv.status()
     if reason is None:
         return "onednn"
@@ -365,6 +375,7 @@ def main(argv=None) -> dict | None:
 
 def run(args, stop: StopSignal) -> dict | None:
     recipe = cli.recipe_from_args(args)
+    amp = cli.run_option(args, "amp", "none")
     if recipe.architecture != "cifar":
         raise ValueError(f"--architecture {recipe.architecture}: an ablation of torch_impl only; "
                          "run it with python -m torch_impl.train.")
@@ -380,13 +391,14 @@ def run(args, stop: StopSignal) -> dict | None:
     if data_on_device and procs > 1:
         raise ValueError("--data-on-device is single-process; multi-host runs feed each process's share.")
     steps_per_call = resolve_steps_per_call(args.steps_per_call, data_on_device, jax.default_backend())
-    conv_kernels = resolve_conv_kernels(args.conv, jax.default_backend())
+    conv_kernels = resolve_conv_kernels(args.conv, jax.default_backend(), amp=amp)
     run_dir = RunDir(args.run_dir or default_run_dir(BACKEND, recipe.depth), BACKEND, recipe, args.resume,
                      write=proc == 0)
     data = cli.load_data(args, recipe, run_dir)
 
-    model = ResNet(recipe.depth, bn_axis_name=DATA_AXIS if args.cross_device_bn else None, conv_kernels=conv_kernels,
-                   **recipe.model_options())
+    model = ResNet(recipe.depth, bn_axis_name=DATA_AXIS if args.cross_device_bn else None, dtype=AMP_DTYPES[amp],
+                   conv_kernels=conv_kernels, **recipe.model_options())
+    # float32, as torch_impl evaluates outside autocast
     eval_model = ResNet(recipe.depth, conv_kernels=conv_kernels, **recipe.model_options())
     state = create_state(model, recipe)
     start_step, tracker_state = 0, None
@@ -399,7 +411,7 @@ def run(args, stop: StopSignal) -> dict | None:
 
     options = {"cross_device_bn": args.cross_device_bn, "num_devices": mesh.size, "process_count": procs,
                "data_on_device": data_on_device, "steps_per_call": steps_per_call,
-               "matmul_precision": args.matmul_precision, "conv_kernels": conv_kernels}
+               "amp": amp, "matmul_precision": args.matmul_precision, "conv_kernels": conv_kernels}
     if jax.default_backend() == "cpu":  # the cores each device's programs use, what torch_impl records as threads
         options["threads"] = cpu_conv.threads_per_device()
     run_dir.write_config(options, versions(), [f"{d.platform}:{d.id} {d.device_kind}" for d in mesh.devices.flat],

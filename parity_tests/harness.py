@@ -14,6 +14,7 @@ from pathlib import Path
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -101,12 +102,13 @@ def torch_input(images: np.ndarray, dtype) -> torch.Tensor:
     return torch_train.to_device(images, torch.device("cpu"), False, TORCH_DTYPE[dtype])
 
 
-def torch_forward(tensors, images, train: bool, dtype=np.float64):
-    """Logits, and the neutral weights after the forward (train mode updates BN running statistics)."""
+def torch_forward(tensors, images, train: bool, dtype=np.float64, amp: bool = False):
+    """Logits, and the neutral weights after the forward (train mode updates BN running statistics). `amp`:
+    under bf16 autocast, as torch_impl.train --amp bf16 (float32 `dtype` only), the logits cast to float32."""
     model = torch_model(tensors, dtype).train(train)
-    with torch.no_grad():
-        logits = model(torch_input(images, dtype)).numpy()
-    return logits, torch_ckpt.to_neutral(model)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=amp):
+        logits = model(torch_input(images, dtype))
+    return logits.to(TORCH_DTYPE[dtype]).numpy(), torch_ckpt.to_neutral(model)
 
 
 def torch_gradients(tensors, images, labels, dtype=np.float64) -> tuple[float, dict]:
@@ -134,23 +136,24 @@ def _x64(dtype):
     return jax.enable_x64(dtype == np.float64)
 
 
-def jax_forward(tensors, images, train: bool, dtype=np.float64):
+def jax_forward(tensors, images, train: bool, dtype=np.float64, amp: bool = False):
+    """As torch_forward; `amp`: the model computing in bfloat16, as jax_impl.train --amp bf16."""
     with _x64(dtype):
         variables = jax_ckpt.from_neutral(tensors, dtype)
-        model = ResNet(depth_of(tensors), dtype=dtype)
+        model = ResNet(depth_of(tensors), dtype=jnp.bfloat16 if amp else dtype, param_dtype=dtype)
         if train:
             logits, updates = model.apply(variables, images.astype(dtype), train=True, mutable=["batch_stats"])
             variables = {**variables, "batch_stats": updates["batch_stats"]}
         else:
             logits = model.apply(variables, images.astype(dtype), train=False)
-        return np.asarray(logits), jax_ckpt.to_neutral(jax.device_get(variables))
+        return np.asarray(logits, dtype), jax_ckpt.to_neutral(jax.device_get(variables))
 
 
 def jax_gradients(tensors, images, labels, dtype=np.float64) -> tuple[float, dict]:
     import optax
     with _x64(dtype):
         variables = jax_ckpt.from_neutral(tensors, dtype)
-        model = ResNet(depth_of(tensors), dtype=dtype)
+        model = ResNet(depth_of(tensors), dtype=dtype, param_dtype=dtype)
 
         def loss_fn(params):
             logits, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
@@ -164,8 +167,8 @@ def jax_gradients(tensors, images, labels, dtype=np.float64) -> tuple[float, dic
 
 def jax_replicated_state(tensors, recipe: Recipe, dtype, mesh, cross_device_bn: bool):
     """A fresh JAX TrainState from neutral weights, replicated over `mesh` (call inside _x64(dtype))."""
-    model = ResNet(depth_of(tensors), dtype=dtype, bn_axis_name=jax_train.DATA_AXIS if cross_device_bn else None,
-                   **recipe.model_options())
+    model = ResNet(depth_of(tensors), dtype=dtype, param_dtype=dtype,
+                   bn_axis_name=jax_train.DATA_AXIS if cross_device_bn else None, **recipe.model_options())
     variables = jax_ckpt.from_neutral(tensors, dtype)
     return jax_train.replicate(mesh, jax_train.TrainState.create(
         apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"],
@@ -303,7 +306,7 @@ def lockstep_train(tensors, batches, recipe: Recipe, dtype=np.float64, float32_l
         variables, images, train=True, mutable=["batch_stats"])[0], labels))
     with _x64(dtype):
         mesh = jax_train.make_mesh(1)
-        jax_model = ResNet(depth_of(tensors), dtype=dtype)
+        jax_model = ResNet(depth_of(tensors), dtype=dtype, param_dtype=dtype)
         template = jax_train.TrainState.create(apply_fn=jax_model.apply, **jax_ckpt.from_neutral(tensors, dtype),
                                                tx=jax_train.make_optimizer(recipe))
         step_fn = jax_train.compile_train_step(mesh)

@@ -43,7 +43,7 @@ def bn_statistics_accuracy(tensors, images) -> dict:
     from jax_impl.model import BatchNorm
     with jax.enable_x64(True):
         x = jnp.asarray(conv.numpy().transpose(0, 2, 3, 1))
-        bn = BatchNorm(dtype=jnp.float64)
+        bn = BatchNorm(param_dtype=jnp.float64)
         out, _ = bn.apply(bn.init(jax.random.key(0), x, train=False), x, train=True, mutable=["batch_stats"])
         jax_out = np.asarray(out).transpose(0, 3, 1, 2)
     return {"torch": harness.relative_error(torch_out, reference), "jax": harness.relative_error(jax_out, reference)}

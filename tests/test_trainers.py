@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import cifar_core.pipeline
+import cifar_core.weights
 from cifar_core.run import read_metrics
 
 import torch_impl.train
@@ -225,6 +226,28 @@ def test_missing_data_is_a_clear_error(backend, tmp_path):
     assert "--data-dir" in str(stopped.value)
 
 
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_amp_bf16_trains_is_recorded_and_holds_across_resume(backend, data_dir, tmp_path):
+    """--amp bf16 trains (the losses move off float32's), is recorded in config.json, is taken from there by
+    --resume, and a --resume that contradicts it is refused; the saved weights stay float32."""
+    float32 = tmp_path / "float32"
+    train(backend, data_dir, float32, "--iterations", "3")
+    run = tmp_path / "bf16"
+    with pytest.raises(SystemExit) as stopped:
+        train(backend, data_dir, run, "--iterations", "3", "--amp", "bf16", "--time-budget", "0")
+    assert stopped.value.code == 75
+    with pytest.raises(SystemExit) as stopped:
+        train(backend, data_dir, run, "--resume", "--amp", "none")
+    assert stopped.value.code == 2 and "--amp none is different from the saved run's --amp bf16" in str(stopped.value)
+    train(backend, data_dir, run, "--resume")
+    config = json.loads((run / "config.json").read_text())
+    assert config["options"]["amp"] == "bf16" and [s["options"]["amp"] for s in config["slices"]] == ["bf16"] * 2
+    assert all(math.isfinite(loss) for loss in losses(run)) and losses(run) != losses(float32)
+    assert json.loads((float32 / "config.json").read_text())["options"]["amp"] == "none"
+    tensors, _ = cifar_core.weights.load(run / "checkpoints" / "final.safetensors")
+    assert {str(t.dtype) for t in tensors.values()} == {"float32"}
+
+
 # ------------------------------------------------------------------------------------------ JAX only
 
 
@@ -255,6 +278,13 @@ def test_jax_steps_per_call_trains_as_one_step_per_call(data_dir, tmp_path):
     assert steps["scan"] == steps["one"] == [("train", 3), ("eval", 5), ("train", 6), ("train", 7), ("eval", 7)]
     np.testing.assert_allclose(losses(tmp_path / "scan"), losses(tmp_path / "one"), rtol=1e-5)
     assert scanned["final_test_error"] == one["final_test_error"]
+
+
+def test_jax_amp_bf16_with_onednn_convolutions_is_a_clear_error(data_dir, tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        train("jax_impl", data_dir, tmp_path / "r", "--amp", "bf16", "--conv", "onednn")
+    assert "--conv onednn is float32 only" in str(stopped.value)
+    assert not (tmp_path / "r").exists()
 
 
 def test_jax_steps_per_call_without_data_on_device_is_a_clear_error(data_dir, tmp_path):

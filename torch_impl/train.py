@@ -119,8 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                        help="NHWC memory layout (faster on CPU and CUDA: results/benchmarks.md)")
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
-    group.add_argument("--amp", choices=("none", "bf16"), default="none",
-                       help="bf16 autocast; the default keeps full fp32 semantics")
     group.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA (off: exact fp32)")
     group.add_argument("--sync-bn", action="store_true",
                        help="BN statistics over the global batch (default: per rank, as the paper's 2-GPU runs)")
@@ -137,13 +135,14 @@ def main(argv=None) -> dict | None:
 
 def run(args, stop: StopSignal) -> dict | None:
     recipe = cli.recipe_from_args(args)
+    amp = cli.run_option(args, "amp", "none")
     rank, world, device = setup_distributed(args.device)
     if recipe.batch_size % world:
         raise ValueError(f"--batch-size {recipe.batch_size} does not divide across {world} processes; "
                          f"use a multiple of {world}.")
     channels_last = args.channels_last
     data_on_device = args.data_on_device if args.data_on_device is not None else device.type == "cuda"
-    amp_dtype = torch.bfloat16 if args.amp == "bf16" else None
+    amp_dtype = torch.bfloat16 if amp == "bf16" else None
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     if args.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -172,8 +171,8 @@ def run(args, stop: StopSignal) -> dict | None:
     net = torch.compile(model) if args.compile else model
     eval_model = checkpoint.unwrap(model)
 
-    options = {k: getattr(args, k) for k in ("compile", "amp", "tf32", "sync_bn", "deterministic")}
-    options.update(channels_last=channels_last, data_on_device=data_on_device, device=str(device), world_size=world,
+    options = {k: getattr(args, k) for k in ("compile", "tf32", "sync_bn", "deterministic")}
+    options.update(amp=amp, channels_last=channels_last, data_on_device=data_on_device, device=str(device), world_size=world,
                    threads=torch.get_num_threads())
     devices = [torch.cuda.get_device_name(device)] if device.type == "cuda" else ["cpu"]
     run_dir.write_config(options, versions(), devices * world, data.info, start_step, tracker_state)
