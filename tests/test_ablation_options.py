@@ -58,11 +58,16 @@ def test_a_run_recorded_before_the_departures_existed_resumes_as_the_papers(tmp_
         RunDir(run, "torch_impl", Recipe(bn_eps=0.1), resume=True)
 
 
-def test_no_augment_feeds_the_planned_images_as_they_are():
+def streams(augment: str):
+    """(images, a stream with `augment`, the paper's crop-and-flip stream), same seed and images."""
     images = np.random.default_rng(0).normal(size=(64, 32, 32, 3)).astype(np.float32)
     labels = np.arange(64) % 10
-    plain = plan.TrainStream(images, labels, seed=3, batch_size=16, augment="none")
-    augmented = plan.TrainStream(images, labels, seed=3, batch_size=16)
+    return (images, plan.TrainStream(images, labels, seed=3, batch_size=16, augment=augment),
+            plan.TrainStream(images, labels, seed=3, batch_size=16))
+
+
+def test_no_augment_feeds_the_planned_images_as_they_are():
+    images, plain, augmented = streams("none")
     for step in range(6):
         batch, _ = plain.batch(step)
         np.testing.assert_array_equal(batch, images[plain.plan(step).rows])
@@ -71,10 +76,7 @@ def test_no_augment_feeds_the_planned_images_as_they_are():
 
 
 def test_flip_only_flips_the_planned_images_without_cropping_them():
-    images = np.random.default_rng(0).normal(size=(64, 32, 32, 3)).astype(np.float32)
-    labels = np.arange(64) % 10
-    flipping = plan.TrainStream(images, labels, seed=3, batch_size=16, augment="flip")
-    augmented = plan.TrainStream(images, labels, seed=3, batch_size=16)
+    images, flipping, augmented = streams("flip")
     for step in range(6):
         batch, _ = flipping.batch(step)
         planned, full = flipping.plan(step), augmented.plan(step)
