@@ -99,6 +99,7 @@ def test_pretrained_weights_carry_their_preprocessing():
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 def test_a_new_user_reproduces_the_table_from_uint8_images():
     """model(transform(images)) on the raw test images gives the error the run recorded, in both frameworks,
     with nothing but the hub's two entry points: no training set, no normalisation of one's own."""
