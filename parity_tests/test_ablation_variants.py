@@ -10,6 +10,8 @@ import pytest
 from . import harness
 from .conftest import BATCH, DEPTH
 
+pytestmark = pytest.mark.slow  # float64 training in lockstep over many steps
+
 EARLY = 10
 VARIANTS = {
     "adam": {"optimizer": "adam", "lr": 1e-3},

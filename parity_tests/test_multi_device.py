@@ -41,6 +41,7 @@ def test_jax_four_devices_cross_bn_equals_one_device(weights0, setup):
     assert_same(four, single_torch)
 
 
+@pytest.mark.slow
 def test_torch_ddp_sync_bn_equals_one_process_and_jax(weights0, setup):
     recipe, batches, single_torch = setup
     ddp = harness.torch_ddp_train_losses(weights0, batches, recipe, world=2, sync_bn=True)
@@ -48,6 +49,7 @@ def test_torch_ddp_sync_bn_equals_one_process_and_jax(weights0, setup):
     assert_same(ddp, harness.jax_train_losses(weights0, batches, recipe, num_devices=4, cross_device_bn=True))
 
 
+@pytest.mark.slow
 def test_per_device_bn_jax_equals_torch_ddp(weights0, setup):
     recipe, batches, single_torch = setup
     ddp = harness.torch_ddp_train_losses(weights0, batches, recipe, world=2, sync_bn=False)
@@ -71,6 +73,7 @@ def test_jax_two_program_step_equals_one_program(weights0, setup, num_devices, c
         np.testing.assert_array_equal(two_weights[name], one_weights[name], err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_devices, cross_device_bn", [(1, False), (4, True)])
 def test_jax_scanned_steps_equal_single_steps(weights0, setup, num_devices, cross_device_bn):
     """Several steps per jitted call (jax_impl.train.train_steps: a lax.scan that gathers, crops and flips each

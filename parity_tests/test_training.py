@@ -32,6 +32,8 @@ import pytest
 from . import harness
 from .conftest import BATCH, DEPTH, STEPS
 
+pytestmark = pytest.mark.slow  # float64 training in lockstep over many steps
+
 FLOAT32_STEPS = 3
 FLOAT32_GROWTH = 10 * FLOAT32_STEPS
 EARLY = 10

@@ -15,6 +15,8 @@ from cifar_core.synthetic import make_dataset
 from . import harness
 from .conftest import BATCH, DEPTH
 
+pytestmark = pytest.mark.slow  # float64 training in lockstep over many steps
+
 STEPS, LOG_EVERY, STEPS_PER_CALL = 18, 3, 4
 WARMUP_LR, THRESHOLD = 0.01, 0.86
 

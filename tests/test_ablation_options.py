@@ -125,6 +125,7 @@ def test_the_test_time_mean_choice_reaches_val_test_and_evaluation_only(data_dir
                                                       data_dir)[0], tested.test_images)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", TRAINERS)
 def test_flip_only_and_the_test_time_mean_choice_reach_the_run_and_both_evaluates(backend, data_dir, tmp_path):
     run = tmp_path / "run"
@@ -186,6 +187,7 @@ def test_a_relu_on_the_logits_reaches_the_network_and_its_weights(data_dir, tmp_
     assert (model(torch.randn(8, 3, 32, 32)) >= 0).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", TRAINERS)
 def test_an_adam_run_resumes_exactly_and_keeps_its_departures(backend, data_dir, tmp_path):
     flags = ("--iterations", "6", "--eval-every", "3", "--optimizer", "adam", "--lr", "0.001", "--no-augment")

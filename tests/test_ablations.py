@@ -45,6 +45,7 @@ def tiny_set(tmp_path_factory):
     return root, runs, done.stdout
 
 
+@pytest.mark.slow
 def test_run_trains_the_variants_it_is_given_and_resumes_a_stopped_one(tiny_set):
     _, runs, out = tiny_set
     for name in ("baseline", "baseline-seed1", "adam-lr0.001", "logit-relu", "bn-momentum-0.01"):
@@ -59,6 +60,7 @@ def test_run_trains_the_variants_it_is_given_and_resumes_a_stopped_one(tiny_set)
     assert not (runs / "imagenet-resnet18").exists()
 
 
+@pytest.mark.slow  # its fixture trains the variants
 def test_run_evaluates_the_baseline_without_mean_subtraction(tiny_set):
     _, runs, _ = tiny_set
     record = json.loads((runs / "baseline" / "evaluations.json").read_text())
@@ -68,6 +70,7 @@ def test_run_evaluates_the_baseline_without_mean_subtraction(tiny_set):
     assert 0.3 < record["mean_image_average"] < 0.7  # the synthetic images' mean pixel, on the 0-1 scale
 
 
+@pytest.mark.slow  # its fixture trains the variants
 def test_run_measures_the_logits_a_relu_leaves_at_0(tiny_set):
     _, runs, _ = tiny_set
     record = json.loads((runs / "logit-relu" / "evaluations.json").read_text())
@@ -79,6 +82,7 @@ def test_run_measures_the_logits_a_relu_leaves_at_0(tiny_set):
     assert counts[0] >= round(40 * record["images_with_every_logit_0"])  # argmax of ten zeros is class 0
 
 
+@pytest.mark.slow  # its fixture trains the variants
 def test_bn_momentum_changes_only_the_running_statistics(tiny_set):
     _, runs, _ = tiny_set
     record = json.loads((runs / "bn-momentum-0.01" / "evaluations.json").read_text())
@@ -107,6 +111,7 @@ def test_a_nan_loss_is_recorded_as_diverged(tmp_path):
     assert ablations.record_divergence(tmp_path) is None
 
 
+@pytest.mark.slow  # its fixture trains the variants
 def test_report_has_a_row_per_variant_and_an_answer_and_figure_per_question(tiny_set, tmp_path):
     _, runs, _ = tiny_set
     out = tmp_path / "ablations.md"

@@ -47,6 +47,7 @@ def test_convs_times_every_kernel_at_every_stage(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2 or
                     shutil.which("taskset") is None, reason="side by side needs 2 cores and taskset")
+@pytest.mark.slow
 def test_placement_runs_the_trainers_alone_then_side_by_side(data_dir, tmp_path):
     out = tmp_path / "placement.md"
     done = benchmark("placement", "--depth", "8", "--batch-size", "16", "--log-every", "2", "--seconds", "60",
@@ -58,6 +59,7 @@ def test_placement_runs_the_trainers_alone_then_side_by_side(data_dir, tmp_path)
     assert re.search(r"\| side by side, one pinned core and thread each \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|", report)
 
 
+@pytest.mark.slow
 def test_cuda_dry_run_lists_every_configuration_and_runs_each_code_path(tmp_path):
     out = tmp_path / "cuda.md"
     done = benchmark("cuda", "--dry-run", "--out", out, timeout=3600)

@@ -30,6 +30,7 @@ def slice_(tmp_path, budget, **extra):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
 def test_slices_carry_both_runs_to_the_end(tmp_path):
     synthetic.write_archive(tmp_path / "data", train_per_batch=40, test_size=40)
@@ -55,6 +56,7 @@ def test_slices_carry_both_runs_to_the_end(tmp_path):
     assert third.returncode == 0 and third.stdout.count("finished; nothing to do") == 2
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
 def test_depth_picks_the_run_directories_and_the_network(tmp_path):
     """DEPTH, as SEED: the run directories' names, and the --depth each run starts with (its config.json)."""

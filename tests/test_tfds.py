@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PREPARE_PYTHON = os.environ.get("TFDS_PREPARE_PYTHON")
 needs_prepared = pytest.mark.skipif(not PREPARE_PYTHON, reason="no Python with TensorFlow to prepare a TFDS cifar10: "
                                                                "set TFDS_PREPARE_PYTHON (see .ci/run)")
-pytestmark = pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
+# slow: prepares a TFDS copy with TensorFlow and trains from it
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")]
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,7 @@ def test_both_backends_write_the_same_keys(data_dir, tmp_path):
     assert configs["torch_impl"]["recipe"] == configs["jax_impl"]["recipe"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", TRAINERS)
 def test_sigterm_saves_and_resume_continues_exactly(backend, data_dir, tmp_path, monkeypatch):
     flags = ("--iterations", "8", "--eval-every", "3")
@@ -81,6 +82,7 @@ def test_sigterm_saves_and_resume_continues_exactly(backend, data_dir, tmp_path,
         assert split[key] == whole[key], key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", TRAINERS)
 def test_time_budget_slices_train_exactly_as_one_run(backend, data_dir, tmp_path, capsys):
     """A run carried forward in slices as under a cluster's wall-time limit: a budget of 0 s stops after the
@@ -226,6 +228,7 @@ def test_missing_data_is_a_clear_error(backend, tmp_path):
     assert "--data-dir" in str(stopped.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", TRAINERS)
 def test_amp_bf16_trains_is_recorded_and_holds_across_resume(backend, data_dir, tmp_path):
     """--amp bf16 trains (the losses move off float32's), is recorded in config.json, is taken from there by
@@ -257,6 +260,7 @@ def test_jax_indivisible_batch_is_a_clear_error(data_dir, tmp_path):
     assert "18" in str(stopped.value) and "4 devices" in str(stopped.value)
 
 
+@pytest.mark.slow
 def test_jax_four_devices_cross_bn_equals_one_device(data_dir, tmp_path):
     """float32 through the CLI (float64 equality to 1e-10: parity_tests/test_multi_device.py)."""
     one = train("jax_impl", data_dir, tmp_path / "one", "--iterations", "4", "--num-devices", "1")
@@ -266,6 +270,7 @@ def test_jax_four_devices_cross_bn_equals_one_device(data_dir, tmp_path):
     assert four["final_test_error"] == one["final_test_error"]
 
 
+@pytest.mark.slow
 def test_jax_steps_per_call_trains_as_one_step_per_call(data_dir, tmp_path):
     """float32 through the CLI: 7 steps, at most 4 per call, in calls ending at every log (3, 6, 7) and eval
     (5, 7) point, against one step per call (bit-identical weights in float64: parity_tests/test_multi_device.py)."""
@@ -300,6 +305,7 @@ def test_jax_steps_per_call_without_data_on_device_is_a_clear_error(data_dir, tm
 # ------------------------------------------------------------------------------------------ PyTorch only
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_sync_bn_equals_one_process(data_dir, tmp_path):
     """float32 through torchrun and gloo (float64 equality to 1e-10: parity_tests/test_multi_device.py)."""
     flags = [*TINY, "--data-dir", data_dir, "--iterations", "4", "--sync-bn"]
@@ -312,6 +318,7 @@ def test_torchrun_two_processes_sync_bn_equals_one_process(data_dir, tmp_path):
     np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", TRAINERS)
 def test_data_on_device_trains_exactly_as_host_feeding(backend, data_dir, tmp_path):
     train(backend, data_dir, tmp_path / "host", "--iterations", "3", "--no-data-on-device")

@@ -117,6 +117,7 @@ def test_resume_refuses_flags_that_contradict_the_saved_warmup(tmp_path, flags):
 # ----------------------------------------------------------------------------------------------- both trainers
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*differ from official CIFAR-10:UserWarning")
 @pytest.mark.parametrize("backend", TRAINERS)
 def test_the_trainers_warm_up_and_resume_after_its_end_exactly(backend, data_dir, tmp_path, monkeypatch):

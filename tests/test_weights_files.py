@@ -156,6 +156,7 @@ def test_resume_with_another_networks_checkpoint_is_one_line_and_changes_nothing
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", TRAINERS)
 def test_resume_after_a_kill_mid_record_and_a_damaged_metrics_file(backend, runs, tmp_path):
     """A record cut short by a kill (the last line) is dropped and written again; a damaged line elsewhere is
