@@ -96,17 +96,17 @@ class Provenance:
 
 ATTEMPTS_MARKER = "<!-- attempts -->"
 ATTEMPTS_TEMPLATE = f"""{ATTEMPTS_MARKER}
-## Attempts
+## What the figures measure, how to rerun them, and what the defaults rest on
 
-<!-- Hand-written: one entry per optimization attempt (what was changed and why, before/after numbers from
-the table above with the command and machine, kept or reverted). scripts/benchmark.py regenerates only the
-part above the marker line and leaves this section alone. -->
+<!-- Hand-written: scripts/benchmark.py regenerates only the part above the marker line and leaves this section
+alone. -->
 """
 
 
 def write_report(path: Path, generated: str, keep_attempts: bool = False) -> None:
     """Write `generated` to `path` atomically. With `keep_attempts`, keep whatever the existing file has from the
-    attempts marker on (or from a '## Attempts' heading when the marker was lost), or start that section."""
+    marker line on (the hand-written section; or from an older report's '## Attempts' heading when the marker was
+    lost), or start that section."""
     text = generated.rstrip("\n") + "\n"
     if keep_attempts:
         text += "\n" + attempts_section(path.read_text() if path.exists() else "")
@@ -129,8 +129,6 @@ def attempts_section(old: str) -> str:
         tail = ATTEMPTS_MARKER + "\n" + old[heading.start():]
     else:
         return ATTEMPTS_TEMPLATE
-    if not re.search(r"^## Attempts\b", tail, re.MULTILINE):
-        tail = ATTEMPTS_TEMPLATE + tail[len(ATTEMPTS_MARKER):]
     return tail if tail.endswith("\n") else tail + "\n"
 
 
