@@ -45,7 +45,12 @@ def test_set(recipe: Recipe, data_dir=None, subtract_mean: bool | None = None, s
     `subtract_mean` given, with or without the mean image whatever it did (question 3 of results/ablations.md),
     and their labels. `source`, `tfds_data_dir`: as cifar_core.data.load's."""
     dataset = data.load(data_dir, source=source or "auto", tfds_data_dir=tfds_data_dir)
+    return data.normalize(dataset.test_images, test_mean_image(recipe, dataset, subtract_mean)), dataset.test_labels
+
+
+def test_mean_image(recipe: Recipe, dataset, subtract_mean: bool | None = None) -> np.ndarray:
+    """What `recipe` subtracts from a test image (HWC): its train split's per-pixel mean, or zeros; `subtract_mean`
+    overrides the recipe's test-time choice."""
     splits = data.make_splits(dataset, recipe.val_fraction, recipe.split_seed, recipe.full_train)
     subtract = recipe.eval_subtract_mean if subtract_mean is None else subtract_mean
-    mean = splits.mean_image if subtract else np.zeros_like(splits.mean_image)
-    return data.normalize(dataset.test_images, mean), dataset.test_labels
+    return splits.mean_image if subtract else np.zeros_like(splits.mean_image)

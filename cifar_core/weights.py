@@ -111,9 +111,7 @@ def load(path) -> tuple[dict, int]:
         tensors = load_file(str(path))
     except Exception as error:
         raise WeightsError(f"{path}: not a readable safetensors file ({first_line(error)})") from None
-    mean = tensors.pop(MEAN_IMAGE, None)
-    if mean is not None and mean.shape != MEAN_IMAGE_SHAPE:
-        raise WeightsError(f"{path}: its {MEAN_IMAGE} has shape {mean.shape}, not {MEAN_IMAGE_SHAPE}")
+    check_mean_image(tensors.pop(MEAN_IMAGE, None), path)
     depth = depth_of(tensors)
     check(tensors, depth, str(path))
     return tensors, depth
@@ -127,9 +125,13 @@ def read_mean_image(path) -> np.ndarray | None:
             mean = f.get_tensor(MEAN_IMAGE) if MEAN_IMAGE in f.keys() else None
     except Exception as error:
         raise WeightsError(f"{path}: not a readable safetensors file ({first_line(error)})") from None
-    if mean is not None and mean.shape != MEAN_IMAGE_SHAPE:
-        raise WeightsError(f"{path}: its {MEAN_IMAGE} has shape {mean.shape}, not {MEAN_IMAGE_SHAPE}")
+    check_mean_image(mean, path)
     return None if mean is None else np.ascontiguousarray(mean.transpose(1, 2, 0))
+
+
+def check_mean_image(mean: np.ndarray | None, source) -> None:
+    if mean is not None and mean.shape != MEAN_IMAGE_SHAPE:
+        raise WeightsError(f"{source}: its {MEAN_IMAGE} has shape {mean.shape}, not {MEAN_IMAGE_SHAPE}")
 
 
 def metadata(path) -> dict:

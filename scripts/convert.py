@@ -13,18 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cifar_core import cli, data, evaluation, weights  # noqa: E402
 from interop.weights import read_any  # noqa: E402
-
-
-def mean_image_of(recipe, data_dir):
-    """What `recipe` subtracts from a test image: its train split's per-pixel mean, or zeros."""
-    dataset = data.load(data_dir)
-    splits = data.make_splits(dataset, recipe.val_fraction, recipe.split_seed, recipe.full_train)
-    return splits.mean_image if recipe.eval_subtract_mean else np.zeros_like(splits.mean_image)
 
 
 def main(argv=None):
@@ -45,7 +37,7 @@ def main(argv=None):
             neutral = weights.kind_of(f.read(16)) == "safetensors"
         mean = weights.read_mean_image(args.input) if neutral else None
         if args.add_mean_image:
-            mean = mean_image_of(evaluation.recipe_of(metadata, args.input), args.data_dir)
+            mean = evaluation.test_mean_image(evaluation.recipe_of(metadata, args.input), data.load(args.data_dir))
     except (weights.WeightsError, data.DataError) as error:
         cli.fail(error)
     meta = {k: v for k, v in metadata.items() if k not in ("format", "depth") and v is not None}
