@@ -310,9 +310,10 @@ def test_torchrun_two_processes_sync_bn_equals_one_process(data_dir, tmp_path):
     """float32 through torchrun and gloo (float64 equality to 1e-10: parity_tests/test_multi_device.py)."""
     flags = [*TINY, "--data-dir", data_dir, "--iterations", "4", "--sync-bn"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    "-m", "torch_impl.train", *flags, "--run-dir", str(tmp_path / "two")],
-                   check=True, cwd=ROOT, env=env, capture_output=True, timeout=300)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "torch_impl.train", *flags, "--run-dir", str(tmp_path / "two")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, f"torchrun exited {two.returncode}:\n{two.stdout[-3000:]}\n{two.stderr[-6000:]}"
     torch_impl.train.main([*flags, "--run-dir", str(tmp_path / "one")])
     assert json.loads((tmp_path / "two" / "config.json").read_text())["options"]["world_size"] == 2
     np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5)

@@ -230,16 +230,18 @@ def run(args, stop: StopSignal) -> dict | None:
                 if rank == 0:
                     save_checkpoint(step)
             tracker.bar.close()
+            leave_together(world)
             stop.exit(step, run_dir, BACKEND)
-    if rank != 0:
-        return None
-    val_error, test_error = evaluate_all()
-    if tracker.log_eval(step, val_error, test_error):
-        export("best.safetensors", step)
-    save_checkpoint(step)
-    export("final.safetensors", step)
-    final = tracker.finish(step, val_error, test_error, count_parameters(eval_model), data.info["n_train"])
-    run_dir.write_final(final)
+    final = None
+    if rank == 0:
+        val_error, test_error = evaluate_all()
+        if tracker.log_eval(step, val_error, test_error):
+            export("best.safetensors", step)
+        save_checkpoint(step)
+        export("final.safetensors", step)
+        final = tracker.finish(step, val_error, test_error, count_parameters(eval_model), data.info["n_train"])
+        run_dir.write_final(final)
+    leave_together(world)
     return final
 
 
@@ -250,6 +252,12 @@ def should_stop(stop: StopSignal, world: int, device) -> bool:
     flag = torch.tensor([float(stop.poll() is not None)], device=device)
     dist.all_reduce(flag)
     return stop.agree(bool(flag.item()))
+
+
+def leave_together(world: int):
+    """Every rank leaves when rank 0 has written its last files, so none tears the process group down under it."""
+    if world > 1:
+        dist.barrier()
 
 
 def versions() -> dict:
