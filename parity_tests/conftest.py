@@ -5,7 +5,7 @@ from . import harness
 # Sizes for CI's budget; scripts/parity_report.py runs the same checks at ResNet-32, batch 128.
 DEPTH = 8
 BATCH = 16
-STEPS = 200
+STEPS = 100
 
 
 @pytest.fixture(scope="session")
