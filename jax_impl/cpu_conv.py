@@ -1,7 +1,7 @@
 """oneDNN convolutions for the JAX model on CPU: a drop-in `conv_general_dilated` for flax.linen.Conv.
 
 XLA:CPU's own convolutions (Eigen, YNNPACK) run ResNet-32's shapes 1.5-4x slower than oneDNN's, the library
-PyTorch's CPU convolutions use (results/benchmark_convs.md); its built-in oneDNN rewrite is compiled out of
+PyTorch's CPU convolutions use (results/benchmarks.md, convs); its built-in oneDNN rewrite is compiled out of
 the public jaxlib. So on CPU the model calls oneDNN itself, through XLA's FFI: `cpu_conv.cc` holds three
 handlers (forward, backward data, backward weights), and `conv_general_dilated` here is a jax.custom_vjp
 whose backward pass calls the two gradient handlers. Same parameters, same layouts (NHWC, HWIO), float32

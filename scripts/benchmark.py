@@ -3,17 +3,18 @@
 
     python scripts/benchmark.py [steps] [--device cpu|cuda] [--depth 32] [--batch-sizes 128 512] [--steps 30]
         both backends' training and evaluation steps side by side, against the float32 matmul rate, and the
-        NumPy input pipeline (the default)                                          -> results/benchmarks.md
+        NumPy input pipeline (the default)
     python scripts/benchmark.py convs [--device cpu|cuda] [--batch-size 128]
         one 3x3 convolution and its gradients at ResNet-32's stage shapes, PyTorch against JAX's XLA and oneDNN
-        kernels                                                                     -> results/benchmark_convs.md
+        kernels
     python scripts/benchmark.py placement [--seconds 120] [--data-dir D]
-        the two paper runs on this CPU, one after the other or side by side        -> results/benchmark_placement.md
+        the two paper runs on this CPU, one after the other or side by side
     python scripts/benchmark.py cuda [--dry-run] [--depths 20 32 56 110] [--precisions fp32 tf32 bf16]
-        the GPU configurations: precisions, dispatch, N runs sharing the GPU      -> results/benchmark_cuda.md
+        the GPU configurations: precisions, dispatch, N runs sharing the GPU
 
-Each subcommand is a frozen Setup of its flags, measure(setup) -> results and render(results) -> the report,
-which is printed and written to --out (the dry run only prints).
+Each subcommand is a frozen Setup of its flags, measure(setup) -> results and render(results) -> its report, which
+is printed and becomes the subcommand's section of --out (results/benchmarks.md: one report, each section rewritten
+by its own subcommand, the hand-written parts kept; the dry run only prints).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # cifar_core, jax_impl, torch_impl; bench/ is beside
 
 from bench import convs, cuda, placement, steps  # noqa: E402
-from bench.common import Provenance, log, write_report  # noqa: E402
+from bench.common import Provenance, log, write_section  # noqa: E402
 
 SUBCOMMANDS = {"steps": (steps, "training and evaluation steps of both backends side by side (the default)"),
                "convs": (convs, "one convolution and its gradients, PyTorch against JAX"),
@@ -64,8 +65,8 @@ def main(argv=None) -> None:
     report = module.render(module.measure(setup, Provenance.now(argv)))
     print(report)
     if not getattr(setup, "dry_run", False):
-        write_report(args.out, report, keep_attempts=args.subcommand == "steps")
-        log(f"wrote {args.out}")
+        write_section(args.out, args.subcommand, report)
+        log(f"wrote its section of {args.out}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@
 # iterations, batch 128, lr 0.1 -> 0.01 at 32k -> 0.001 at 48k, seed SEED, float32; test error and a resumable
 # checkpoint every 1,000 iterations. On a machine with at least two cores the two trainers run side by side,
 # each pinned to a core of its own with one thread: on the 2-core box that trained the pair 1.15x as fast as
-# one after the other with two threads each (results/benchmark_placement.md). When one run finishes and the
+# one after the other with two threads each (results/benchmarks.md, placement). When one run finishes and the
 # other has more than TAKEOVER_MIN_S of the budget left, the other is stopped cleanly and continued at once with
 # every core (alone with two threads, a trainer ran 1.5x (JAX) and 2x (PyTorch) as fast as pinned beside the
 # other, in the same benchmark; the restart costs well under a minute).

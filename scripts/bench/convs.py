@@ -1,6 +1,6 @@
-"""convs: where the CPU training-step gap comes from; results/benchmark_convs.md. One 3x3 convolution, its input
-gradient and its weight gradient, PyTorch against JAX (XLA's convolutions, and on CPU jax_impl/cpu_conv's oneDNN
-ones), at ResNet-32's three stage shapes.
+"""convs: where the CPU training-step gap comes from; its section of results/benchmarks.md. One 3x3 convolution,
+its input gradient and its weight gradient, PyTorch against JAX (XLA's convolutions, and on CPU
+jax_impl/cpu_conv's oneDNN ones), at ResNet-32's three stage shapes.
 
 Each kernel is timed alone, as the training steps run it: PyTorch through aten.convolution and
 aten.convolution_backward (channels_last, and NCHW), JAX through jax.lax.conv_general_dilated and its jax.vjp,
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, Provenance, configure_environment, fail, positive, table, time_calls
+from bench.common import REPORT, Provenance, configure_environment, fail, positive, table, time_calls
 
 CONV_STAGES = ((32, 16), (16, 32), (8, 64))  # (height = width, channels) of ResNet-32's three stages
 CONV_KERNELS = ("forward", "input gradient", "weight gradient")
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=positive, default=3)
     parser.add_argument("--repeats", type=positive, default=10, help="back-to-back timed calls per kernel and round")
     parser.add_argument("--rounds", type=positive, default=3, help="sweeps over all the kernels")
-    parser.add_argument("--out", type=Path, default=RESULTS / "benchmark_convs.md")
+    parser.add_argument("--out", type=Path, default=REPORT)
 
 
 def measure(setup: Setup, provenance: Provenance) -> dict:

@@ -1,5 +1,5 @@
-"""cuda: the GPU configurations; results/benchmark_cuda.md. Each configuration runs in fresh processes on a
-synthetic train split resident on the GPU, the way the trainers run there:
+"""cuda: the GPU configurations; its section of results/benchmarks.md. Each configuration runs in fresh processes
+on a synthetic train split resident on the GPU, the way the trainers run there:
 - each backend alone at ResNet-20/32/56/110, batch 128, in fp32 (TF32 off, JAX precision highest), TF32 and
   bf16 (--amp bf16), the trainer's way: PyTorch eager, JAX 50 steps per jitted call;
 - the other way to dispatch, fp32: PyTorch torch.compile(mode="reduce-overhead") (CUDA graphs), JAX one step per call;
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (REPO_ROOT, RESULTS, Provenance, check_depth, configure_environment, fail, log, positive,
+from bench.common import (REPO_ROOT, REPORT, Provenance, check_depth, configure_environment, fail, log, positive,
                           table)
 from bench.runners import BACKENDS, PRECISIONS, RUNNERS, StepConfig
 
@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-images", type=positive, default=50_000, help="synthetic train split on the GPU")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the configurations and run each one's code path on the CPU for two tiny steps")
-    parser.add_argument("--out", type=Path, default=RESULTS / "benchmark_cuda.md")
+    parser.add_argument("--out", type=Path, default=REPORT)
 
 
 def trainer_way(setup: Setup, backend: str, depth: int, precision: str = "fp32", processes: int = 1) -> StepConfig:

@@ -1,6 +1,6 @@
 """placement: how to spend a CPU on the two paper runs, one backend after the other with every core each, or both
-side by side, each pinned to a core of its own with one thread (what scripts/paper_slice.sh does);
-results/benchmark_placement.md.
+side by side, each pinned to a core of its own with one thread (what scripts/paper_slice.sh does); its section
+of results/benchmarks.md.
 
 Runs the real trainers (paper preset, ResNet-32, batch 128, --full-train) into temporary run directories: first
 each backend alone (all cores, the trainers' default threads), one after the other, then both at once, each
@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import REPO_ROOT, RESULTS, Provenance, check_depth, fail, positive, table, usable_cores
+from bench.common import REPO_ROOT, REPORT, Provenance, check_depth, fail, positive, table, usable_cores
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", type=int, default=32, help="the runs' --depth (the paper runs: 32)")
     parser.add_argument("--batch-size", type=positive, default=128, help="the runs' --batch-size (the paper runs: 128)")
     parser.add_argument("--log-every", type=positive, default=10, help="steps per metrics record, the rates read")
-    parser.add_argument("--out", type=Path, default=RESULTS / "benchmark_placement.md")
+    parser.add_argument("--out", type=Path, default=REPORT)
 
 
 TRAINERS = ("torch_impl", "jax_impl")
