@@ -21,10 +21,10 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from .files import write_text_atomically
 from .recipe import Recipe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,11 +35,7 @@ class RunDirError(RuntimeError):
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def git_info() -> dict:
@@ -221,10 +217,7 @@ class RunDir:
                                   f"({line[:60]!r}); repair or remove that line. Nothing was changed.") from None
             if record_step <= step:
                 kept.append(line)
-        fd, tmp = tempfile.mkstemp(dir=self.path, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.metrics_path)
+        write_text_atomically(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def log(self, record: dict) -> None:
         if self.write:

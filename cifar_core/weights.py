@@ -11,13 +11,13 @@ zeros), so that the weights carry their own preprocessing (read_mean_image; cifa
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
+
+from .files import replace_atomically
 
 FORMAT = "resnet-cifar-neutral-v1"
 MEAN_IMAGE = "mean_image"  # optional, CHW like the convolutions
@@ -94,14 +94,8 @@ def save(path, tensors: dict, depth: int, metadata: dict | None = None, mean_ima
     path = Path(path)
     meta = {"format": FORMAT, "depth": str(depth),
             **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with replace_atomically(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load(path) -> tuple[dict, int]:

@@ -7,8 +7,6 @@ commit-by-rename while staying a single small file. The data plan is a pure func
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import jax
@@ -16,6 +14,7 @@ import numpy as np
 from flax import serialization, traverse_util
 
 from cifar_core import weights
+from cifar_core.files import replace_atomically
 
 CHECKPOINT_NAME = "last.msgpack"
 
@@ -28,14 +27,8 @@ def save(path, state, step: int, plan_position: dict, tracker_state: dict, recip
     path = Path(path)
     payload = {"state": serialization.to_state_dict(_to_host(state)), "step": step, "plan": plan_position,
                "tracker": {k: v for k, v in tracker_state.items() if v is not None}, "recipe": recipe}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(serialization.msgpack_serialize(payload))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with replace_atomically(path) as tmp:
+        tmp.write_bytes(serialization.msgpack_serialize(payload))
 
 
 def _restore(path) -> dict:

@@ -26,13 +26,13 @@ import json
 import shutil
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cifar_core import data, tfds_data  # noqa: E402
+from cifar_core.files import replace_atomically  # noqa: E402
 
 BINARY_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 BINARY_FOLDER = "cifar-10-batches-bin"
@@ -59,16 +59,11 @@ def write_binary_archive(dataset: data.Cifar10, path: Path) -> None:
              for i, part in enumerate(np.array_split(np.arange(len(dataset.train_labels)), TRAIN_BATCHES), 1)}
     files["test_batch.bin"] = binary_records(dataset.test_images, dataset.test_labels)
     files["batches.meta.txt"] = ("\n".join(LABEL_NAMES) + "\n").encode()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with open(fd, "wb") as out, tarfile.open(fileobj=out, mode="w:gz") as tar:
-            for name, content in files.items():
-                member = tarfile.TarInfo(f"{BINARY_FOLDER}/{name}")
-                member.size = len(content)
-                tar.addfile(member, io.BytesIO(content))
-        Path(tmp).replace(path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with replace_atomically(path) as tmp, tarfile.open(tmp, mode="w:gz") as tar:
+        for name, content in files.items():
+            member = tarfile.TarInfo(f"{BINARY_FOLDER}/{name}")
+            member.size = len(content)
+            tar.addfile(member, io.BytesIO(content))
 
 
 def place_as_downloaded(dataset: data.Cifar10, download_dir: Path) -> Path:

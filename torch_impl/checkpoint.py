@@ -7,15 +7,14 @@ renamed, so a crash mid-write leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cifar_core import weights
+from cifar_core.files import replace_atomically
 from cifar_core.evaluation import recipe_of
 
 from .model import resnet
@@ -31,14 +30,8 @@ def save(path, model, optimizer, step: int, plan_position: dict, tracker_state: 
     path = Path(path)
     state = {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "step": step, "recipe": recipe,
              "plan": plan_position, "tracker": tracker_state, "torch_rng": torch.get_rng_state()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    with replace_atomically(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def read(path) -> dict:

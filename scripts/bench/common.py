@@ -12,11 +12,11 @@ import re
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from cifar_core.cli import fail
+from cifar_core.files import write_text_atomically
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 RESULTS = REPO_ROOT / "results"
@@ -115,13 +115,7 @@ def write_section(path: Path, name: str, generated: str) -> None:
     else:
         text = old.rstrip("\n") + "\n\n" + body if old.strip() else body
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_text_atomically(path, text)
 
 
 def configure_environment(device: str) -> None:
