@@ -10,7 +10,8 @@ from interop.weights import read_any
 
 from . import checkpoint
 from .model import ResNet
-from .train import evaluate, make_mesh, replicate, resolve_conv_kernels
+from .platforms import resolve_conv_kernels
+from .train import evaluate, make_mesh, replicate
 
 
 def main(argv=None) -> float:

@@ -6,9 +6,10 @@ Data parallel over every local device (and every host after jax.distributed.init
 program is written with jax.shard_map over a 1-D mesh, the successor of pmap (JAX >= 0.8 implements pmap on
 it). Each device takes a contiguous slice of the global batch; the loss is pmean-ed over the data axis, and
 the step is differentiated through the shard_map. On CPU a step is two jitted programs, forward then backward
-with the update, compiled with XLA options of their own (compile_train_step says why), and the convolutions
-run on oneDNN (--conv; jax_impl/cpu_conv.py). With the train split
-on the device (the default off the CPU), several steps run per jitted call as one lax.scan (train_steps).
+with the update (compile_train_step says why), compiled with XLA options of their own, and the convolutions run
+on oneDNN (--conv; jax_impl/cpu_conv.py). With the train split on the device (the default off the CPU), several
+steps run per jitted call as one lax.scan (train_steps). What differs by platform is decided in
+jax_impl/platforms.py.
 
 Weight decay 1e-4 applies to every parameter and is added to the gradient before SGD momentum, exactly as
 torch.optim.SGD's coupled weight decay: optax.chain(add_decayed_weights, sgd(momentum)).
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import sys
 from typing import Any
 
 import chex
@@ -36,7 +36,9 @@ from cifar_core.plan import CROP, PAD, eval_batches
 from cifar_core.run import RunDir, default_run_dir
 
 from . import checkpoint, cpu_conv
-from .model import CONV_KERNELS, ResNet, count_parameters, init_variables
+from .model import ResNet, count_parameters, init_variables
+from .platforms import (CONV_CHOICES, STEPS_PER_CALL_ACCELERATOR, resolve_compiler_options, resolve_conv_kernels,
+                        resolve_steps_per_call, two_programs)
 
 BACKEND = "jax_impl"
 DATA_AXIS = "data"
@@ -128,41 +130,6 @@ def train_step(mesh: Mesh, state: TrainState, images, labels):
     """One SGD step on the global batch: (new state, metrics)."""
     pullback, batch_stats, metrics = forward_pass(mesh, state, images, labels)
     return backward_pass(state, pullback, batch_stats), metrics
-
-
-# XLA:CPU hands convolutions with more than 16 channels to YNNPACK by default; on this ResNet's shapes XLA's
-# own (Eigen) convolutions are faster, while YNNPACK's reductions and elementwise fusions are faster than
-# XLA's. So the CPU training step and evaluation keep YNNPACK for everything but convolutions
-# (results/benchmarks.md, attempts 11 and 14). The option is experimental: a jaxlib without it compiles with
-# its defaults.
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ",".join(
-    f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("DOT", "ELTWISE", "REDUCE", "INDIVIDUAL_DOT"))}
-
-
-@functools.cache
-def compiler_options(platform: str) -> dict | None:
-    """XLA options for the programs compiled for `platform`: CPU_COMPILER_OPTIONS on CPU if this jaxlib knows them."""
-    if platform != "cpu":
-        return None
-    try:
-        probe = jax.device_put(np.zeros(2, np.float32), jax.devices("cpu")[0])
-        jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(probe).compile()
-    except jax.errors.JaxRuntimeError:  # "No such compile option" / "not a valid enum value"
-        return None
-    return CPU_COMPILER_OPTIONS
-
-
-def resolve_compiler_options(mesh: Mesh, xla_options: dict | str | None) -> dict | None:
-    """The compile_* functions' `xla_options`: "auto" is compiler_options(the mesh's platform), else as given."""
-    return compiler_options(mesh.devices.flat[0].platform) if xla_options == "auto" else xla_options
-
-
-STEP_PROGRAMS = {"auto": None, "one": False, "two": True}  # the scripts' --jax-step -> compile_train_step's split
-
-
-def two_programs(platform: str, split: bool | None = None) -> bool:
-    """Whether compile_train_step runs the step as two programs: `split` if given, else on CPU."""
-    return platform == "cpu" if split is None else split
 
 
 def compile_train_step(mesh: Mesh, split: bool | None = None, xla_options: dict | str | None = "auto"):
@@ -296,55 +263,7 @@ def maybe_initialize_distributed(args) -> None:
                                    process_id=args.process_id)
 
 
-STEPS_PER_CALL_ACCELERATOR = 50  # --steps-per-call's default on GPU/TPU with the data on the device
-
-
-def resolve_steps_per_call(requested: int | None, data_on_device: bool, platform: str,
-                           flag: str = "--steps-per-call") -> int:
-    """Steps per jitted call: `requested`, or by default STEPS_PER_CALL_ACCELERATOR off the CPU with the data
-    on the device and 1 otherwise. ValueError, naming `flag`, for one below 1 or above 1 without the data on
-    the device."""
-    steps = requested
-    if steps is None:
-        steps = STEPS_PER_CALL_ACCELERATOR if data_on_device and platform != "cpu" else 1
-    if steps < 1:
-        raise ValueError(f"{flag} must be at least 1, got {steps}.")
-    if steps > 1 and not data_on_device:
-        raise ValueError(f"{flag} {steps} needs --data-on-device: each scanned step gathers its batch from the "
-                         "train split on the device.")
-    return steps
-
-
 AMP_DTYPES = {"none": jnp.float32, "bf16": jnp.bfloat16}  # --amp -> the model's dtype (its parameters stay float32)
-CONV_CHOICES = ("auto", *CONV_KERNELS)  # --conv (the scripts spell it out: they parse flags before importing jax)
-
-
-def resolve_conv_kernels(requested: str, platform: str, flag: str = "--conv", amp: str = "none") -> str:
-    """The model's conv_kernels for `flag`: "auto" is "onednn" on CPU in float32 when jax_impl/cpu_conv builds
-    here (a note on stderr says why not when it does not), "xla" elsewhere. An explicit "onednn" it cannot
-    honour is a ValueError naming the reason; the oneDNN handlers are float32 only, so --amp bf16 runs XLA's."""
-    if requested not in CONV_CHOICES:
-        raise ValueError(f"{flag} {requested!r}: choose one of {', '.join(CONV_CHOICES)}")
-    if requested == "xla" or (requested == "auto" and platform != "cpu"):
-        return "xla"
-    if platform != "cpu":
-        raise ValueError(f"{flag} onednn is for the CPU; JAX is running on {platform}: use {flag} auto or xla")
-    if amp != "none":
-        if requested == "onednn":
-            raise ValueError(f"{flag} onednn is float32 only (jax_impl/cpu_conv); --amp {amp} runs XLA's "
-                             f"convolutions: use {flag} auto or xla")
-        print(f"note: XLA's convolutions ({flag} auto): --amp {amp}, and the oneDNN ones are float32 only",
-              file=sys.stderr)
-        return "xla"
-    reason = cpu_conv.status()
-    if reason is None:
-        return "onednn"
-    if requested == "onednn":
-        raise ValueError(f"{flag} onednn: {reason}")
-    print(f"note: XLA's convolutions ({flag} auto), slower on CPU than oneDNN's: {reason}", file=sys.stderr)
-    return "xla"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.build_parser(BACKEND)
     group = parser.add_argument_group("JAX options")

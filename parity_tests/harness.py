@@ -25,6 +25,7 @@ from cifar_core.recipe import Recipe
 from cifar_core.synthetic import make_dataset
 from cifar_core.weights import depth_of
 from jax_impl import checkpoint as jax_ckpt
+from jax_impl import platforms as jax_platforms
 from jax_impl import train as jax_train
 from jax_impl.model import ResNet
 from torch_impl import checkpoint as torch_ckpt
@@ -357,9 +358,9 @@ def test_set_logits(path, data_dir, limit: int | None = None) -> tuple[np.ndarra
     variables = jax_ckpt.from_neutral(tensors)
     # The convolutions jax_impl.evaluate runs (oneDNN's on CPU), compiled as jax_impl.train compiles its
     # evaluation (compile_predict), XLA options included.
-    jax_model = ResNet(depth, conv_kernels=jax_train.resolve_conv_kernels("auto", jax.default_backend()))
+    jax_model = ResNet(depth, conv_kernels=jax_platforms.resolve_conv_kernels("auto", jax.default_backend()))
     apply = jax.jit(lambda v, x: jax_model.apply(v, x, train=False),
-                    compiler_options=jax_train.compiler_options(jax.default_backend()))
+                    compiler_options=jax_platforms.compiler_options(jax.default_backend()))
     torch_logits, jax_logits = [], []
     with torch.inference_mode():
         for start in range(0, len(images), 1000):

@@ -14,7 +14,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from cifar_core.recipe import Recipe
-from jax_impl import cpu_conv, train
+from jax_impl import cpu_conv, platforms, train
 from jax_impl.model import ResNet
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -119,11 +119,11 @@ def test_unsupported_calls_are_clear_errors():
 
 
 def test_conv_flag_resolution():
-    assert train.resolve_conv_kernels("auto", "cpu") == "onednn"
-    assert train.resolve_conv_kernels("auto", "gpu") == "xla"
-    assert train.resolve_conv_kernels("xla", "cpu") == "xla"
+    assert platforms.resolve_conv_kernels("auto", "cpu") == "onednn"
+    assert platforms.resolve_conv_kernels("auto", "gpu") == "xla"
+    assert platforms.resolve_conv_kernels("xla", "cpu") == "xla"
     with pytest.raises(ValueError, match="--conv onednn is for the CPU"):
-        train.resolve_conv_kernels("onednn", "gpu")
+        platforms.resolve_conv_kernels("onednn", "gpu")
 
 
 def test_build_failure_names_the_compiler_and_the_way_out(monkeypatch, tmp_path):

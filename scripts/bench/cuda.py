@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def trainer_way(setup: Setup, backend: str, depth: int, precision: str = "fp32", processes: int = 1) -> StepConfig:
     """A run as its trainer runs it on a GPU: the train split on the device; PyTorch eager, JAX 50 steps per call."""
-    from jax_impl.train import STEPS_PER_CALL_ACCELERATOR
+    from jax_impl.platforms import STEPS_PER_CALL_ACCELERATOR
     return StepConfig(backend, depth, setup.batch_size, precision, data_on_device=True, processes=processes,
                       steps_per_call=STEPS_PER_CALL_ACCELERATOR if backend == "jax" else 1)
 

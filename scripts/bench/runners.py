@@ -26,7 +26,7 @@ class StepConfig:
     channels_last: bool = True  # PyTorch's memory layout, torch_impl.train's default
     compile: bool = False  # PyTorch: torch.compile(mode="reduce-overhead"), CUDA graphs on a GPU
     steps_per_call: int = 1  # JAX: steps per jitted call, one lax.scan (needs data_on_device)
-    step_programs: str = "auto"  # JAX: one jitted program or two (jax_impl.train.STEP_PROGRAMS)
+    step_programs: str = "auto"  # JAX: one jitted program or two (jax_impl.platforms.STEP_PROGRAMS)
     xla_options: str = "auto"  # JAX: "auto" (jax_impl.train's compiler_options) or "none" (XLA's defaults)
     conv: str = "auto"  # JAX: jax_impl.train --conv
     processes: int = 1  # cuda: copies of the run at once on one GPU
@@ -113,9 +113,9 @@ def jax_runner(config: StepConfig, stream, pool: list, device=None) -> Runner:
     import jax
     from cifar_core.recipe import Recipe
     from jax_impl.model import ResNet
-    from jax_impl.train import (AMP_DTYPES, STEP_PROGRAMS, DeviceStream, compile_predict, compile_train_step,
-                                compile_train_steps, create_state, global_batch, make_mesh, replicate,
-                                resolve_conv_kernels)
+    from jax_impl.platforms import STEP_PROGRAMS, resolve_conv_kernels
+    from jax_impl.train import (AMP_DTYPES, DeviceStream, compile_predict, compile_train_step, compile_train_steps,
+                                create_state, global_batch, make_mesh, replicate)
 
     amp = "bf16" if config.precision == "bf16" else "none"
     conv = resolve_conv_kernels(config.conv, jax.default_backend(), amp=amp)

@@ -114,7 +114,7 @@ def measure(setup: Setup, provenance: Provenance) -> dict:
     import torch
     from cifar_core.plan import TrainStream
     from cifar_core.recipe import Recipe
-    from jax_impl.train import resolve_conv_kernels, resolve_steps_per_call
+    from jax_impl.platforms import resolve_conv_kernels, resolve_steps_per_call
     from torch_impl.model import resnet
 
     device = torch_device(setup.device, "jax" in setup.backends)
@@ -181,7 +181,7 @@ def environment_text(device, jax, torch) -> dict:
     cuda = f"; CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}" if device.type == "cuda" else ""
     env = ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS", "GLIBC_TUNABLES")
                     if k in os.environ) or "no OMP_NUM_THREADS / MKL_NUM_THREADS / XLA_FLAGS / GLIBC_TUNABLES set"
-    from jax_impl.train import compiler_options
+    from jax_impl.platforms import compiler_options
     return {"versions": f"torch {torch.__version__}{cuda}; jax {jax.__version__}, jaxlib {package_version('jaxlib')}, "
                         f"flax {package_version('flax')}, optax {package_version('optax')}; numpy {np.__version__}; "
                         f"Python {sys.version.split()[0]}",
