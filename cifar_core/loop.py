@@ -107,6 +107,26 @@ class WarmUp:
         return False
 
 
+def evaluate_and_save(tracker: "Tracker", step: int, evaluate_all, export, save_checkpoint) -> tuple:
+    """An evaluation point of both trainers: the val and test error recorded, the weights exported as
+    best.safetensors when the val error improved, the resumable checkpoint saved. (val error, test error)."""
+    val_error, test_error = evaluate_all()
+    if tracker.log_eval(step, val_error, test_error):
+        export("best.safetensors", step)
+    save_checkpoint(step)
+    return val_error, test_error
+
+
+def finish_run(tracker: "Tracker", step: int, evaluate_all, export, save_checkpoint, parameters: int,
+               n_train: int) -> dict:
+    """The end of a run in both trainers: the last evaluation point, final.safetensors, final.json."""
+    val_error, test_error = evaluate_and_save(tracker, step, evaluate_all, export, save_checkpoint)
+    export("final.safetensors", step)
+    final = tracker.finish(step, val_error, test_error, parameters, n_train)
+    tracker.run.write_final(final)
+    return final
+
+
 class Tracker:
     def __init__(self, run: RunDir, recipe: Recipe, steps_per_epoch: int, start_step: int = 0,
                  state: dict | None = None, progress: bool = True):

@@ -31,7 +31,7 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cifar_core import cli
-from cifar_core.loop import StopSignal, Tracker
+from cifar_core.loop import StopSignal, Tracker, evaluate_and_save, finish_run
 from cifar_core.plan import CROP, PAD, eval_batches
 from cifar_core.run import RunDir, default_run_dir
 
@@ -140,7 +140,8 @@ def compile_train_step(mesh: Mesh, split: bool | None = None, xla_options: dict 
     then the backward pass with the update: XLA:CPU does not keep a fused program's forward activations in
     memory but recomputes them, residual stream and all, inside every relayout its weight-gradient
     convolutions need. Handing the activations from one program to the next materialises them; the results
-    are bit-identical (parity_tests/test_multi_device.py; the speed-up: results/benchmarks.md). `xla_options` "auto" is compiler_options(platform).
+    are bit-identical (parity_tests/test_multi_device.py; the speed-up: results/benchmarks.md). `xla_options`
+    "auto" is platforms.compiler_options(platform).
     """
     options = resolve_compiler_options(mesh, xla_options)
     if not two_programs(mesh.devices.flat[0].platform, split):
@@ -242,15 +243,15 @@ def evaluate(model: ResNet, variables, images: np.ndarray, labels: np.ndarray, b
     """Top-1 error in eval mode; None for an empty set. Batches are padded to one shape (one compile)."""
     if len(images) == 0:
         return None
-    devices, procs, proc = mesh.size, jax.process_count(), jax.process_index()
+    devices, world, rank = mesh.size, jax.process_count(), jax.process_index()
     predict_fn = compile_predict(mesh)
     padded = -(-batch_size // devices) * devices
     wrong = 0
     for x, y in eval_batches(images, labels, batch_size):
         valid = len(x)
         x = np.concatenate([x, np.zeros((padded - valid, *x.shape[1:]), x.dtype)]).astype(model.param_dtype)
-        share = padded // procs
-        predictions = predict_fn(model, variables, global_batch(mesh, x[proc * share:(proc + 1) * share]))
+        share = padded // world
+        predictions = predict_fn(model, variables, global_batch(mesh, x[rank * share:(rank + 1) * share]))
         wrong += int(np.sum(np.asarray(jax.device_get(predictions))[:valid] != y))
     return wrong / len(images)
 
@@ -305,14 +306,14 @@ def run(args, stop: StopSignal) -> dict | None:
     if recipe.batch_size % mesh.size:
         raise ValueError(f"--batch-size {recipe.batch_size} does not divide across {mesh.size} devices; "
                          f"use a multiple of {mesh.size} or --num-devices.")
-    proc, procs = jax.process_index(), jax.process_count()
+    rank, world = jax.process_index(), jax.process_count()  # processes, as torch_impl's; each drives its local devices
     data_on_device = args.data_on_device if args.data_on_device is not None else jax.default_backend() != "cpu"
-    if data_on_device and procs > 1:
+    if data_on_device and world > 1:
         raise ValueError("--data-on-device is single-process; multi-host runs feed each process's share.")
     steps_per_call = resolve_steps_per_call(args.steps_per_call, data_on_device, jax.default_backend())
     conv_kernels = resolve_conv_kernels(args.conv, jax.default_backend(), amp=amp)
     run_dir = RunDir(args.run_dir or default_run_dir(BACKEND, recipe.depth), BACKEND, recipe, args.resume,
-                     write=proc == 0)
+                     write=rank == 0)
     data = cli.load_data(args, recipe, run_dir)
 
     model = ResNet(recipe.depth, bn_axis_name=DATA_AXIS if args.cross_device_bn else None, dtype=AMP_DTYPES[amp],
@@ -328,7 +329,7 @@ def run(args, stop: StopSignal) -> dict | None:
     state = replicate(mesh, state)
     step_fn = compile_train_step(mesh)
 
-    options = {"cross_device_bn": args.cross_device_bn, "num_devices": mesh.size, "process_count": procs,
+    options = {"cross_device_bn": args.cross_device_bn, "num_devices": mesh.size, "process_count": world,
                "data_on_device": data_on_device, "steps_per_call": steps_per_call,
                "amp": amp, "matmul_precision": args.matmul_precision, "conv_kernels": conv_kernels}
     if jax.default_backend() == "cpu":  # the cores each device's programs use, what torch_impl records as threads
@@ -336,17 +337,29 @@ def run(args, stop: StopSignal) -> dict | None:
     run_dir.write_config(options, versions(), [f"{d.platform}:{d.id} {d.device_kind}" for d in mesh.devices.flat],
                          data.info, start_step, tracker_state)
 
+    if data_on_device:
+        device_stream = DeviceStream(data.train, mesh)
+        next_batch = device_stream.batch
+        steps_fn = compile_train_steps(mesh) if steps_per_call > 1 else None
+    else:
+        def next_batch(step):
+            images, labels = data.train.batch(step, rank, world)
+            return global_batch(mesh, images), global_batch(mesh, labels)
+
+    tracker = Tracker(run_dir, recipe, data.train.steps_per_epoch, start_step, tracker_state,
+                      progress=not args.no_progress)
+
     def variables():
         return {"params": state.params, "batch_stats": state.batch_stats}
 
     def save_checkpoint(step):
-        if proc == 0:
+        if rank == 0:
             checkpoint.save(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, state, step,
                             {"seed": recipe.seed, "step": step, "epoch": step // data.train.steps_per_epoch},
                             tracker.checkpoint_state(step), recipe.to_dict())
 
     def export(name, step):
-        if proc == 0:
+        if rank == 0:
             checkpoint.export_neutral(run_dir.checkpoints / name, variables(), recipe.depth,
                                       {"step": step, "recipe": recipe.to_dict()}, data.eval_mean_image)
 
@@ -354,17 +367,6 @@ def run(args, stop: StopSignal) -> dict | None:
         return (evaluate(eval_model, variables(), data.val_images, data.val_labels, recipe.eval_batch_size, mesh),
                 evaluate(eval_model, variables(), data.test_images, data.test_labels, recipe.eval_batch_size, mesh))
 
-    if data_on_device:
-        device_stream = DeviceStream(data.train, mesh)
-        next_batch = device_stream.batch
-        steps_fn = compile_train_steps(mesh) if steps_per_call > 1 else None
-    else:
-        def next_batch(step):
-            images, labels = data.train.batch(step, proc, procs)
-            return global_batch(mesh, images), global_batch(mesh, labels)
-
-    tracker = Tracker(run_dir, recipe, data.train.steps_per_epoch, start_step, tracker_state,
-                      progress=not args.no_progress)
     loss_sum = correct = 0.0
     step = start_step
 
@@ -387,33 +389,26 @@ def run(args, stop: StopSignal) -> dict | None:
         loss_sum, correct = loss_sum + metrics["loss_sum"], correct + metrics["correct"]  # stays on device
         step += count
         if tracker.should_log(step):
-            tracker.log_train(step, float(loss_sum), float(correct), recipe.batch_size * (step - tracker.last_logged_step))
+            images_seen = recipe.batch_size * (step - tracker.last_logged_step)
+            tracker.log_train(step, float(loss_sum), float(correct), images_seen)
             loss_sum = correct = 0.0
         if tracker.should_eval(step) and step < recipe.iterations:
             with tracker.paused():
-                val_error, test_error = evaluate_all()
-                if tracker.log_eval(step, val_error, test_error):
-                    export("best.safetensors", step)
-                save_checkpoint(step)
-        if should_stop(stop, procs):
+                evaluate_and_save(tracker, step, evaluate_all, export, save_checkpoint)
+        if should_stop(stop, world):
             with tracker.paused():
                 save_checkpoint(step)
             tracker.bar.close()
             stop.exit(step, run_dir, BACKEND)
-    val_error, test_error = evaluate_all()
-    if tracker.log_eval(step, val_error, test_error):
-        export("best.safetensors", step)
-    save_checkpoint(step)
-    export("final.safetensors", step)
-    final = tracker.finish(step, val_error, test_error, count_parameters(state.params), data.info["n_train"])
-    run_dir.write_final(final)
-    return final if proc == 0 else None
+    final = finish_run(tracker, step, evaluate_all, export, save_checkpoint, count_parameters(state.params),
+                       data.info["n_train"])
+    return final if rank == 0 else None
 
 
-def should_stop(stop: StopSignal, processes: int) -> bool:
+def should_stop(stop: StopSignal, world: int) -> bool:
     """A signal or the time budget; every process must stop at the same step (a signal can reach the hosts a
     step apart, a budget end a moment apart), so with several the verdict is gathered from all."""
-    if processes == 1:
+    if world == 1:
         return stop.poll() is not None
     from jax.experimental import multihost_utils
     return stop.agree(bool(np.any(multihost_utils.process_allgather(np.asarray(stop.poll() is not None)))))
@@ -422,8 +417,8 @@ def should_stop(stop: StopSignal, processes: int) -> bool:
 def versions() -> dict:
     import flax
     from importlib.metadata import version
-    return {"jax": jax.__version__, "jaxlib": version("jaxlib"), "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__,
-            "backend": jax.default_backend()}
+    return {"jax": jax.__version__, "jaxlib": version("jaxlib"), "flax": flax.__version__, "optax": optax.__version__,
+            "numpy": np.__version__, "backend": jax.default_backend()}
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from cifar_core import cli
-from cifar_core.loop import StopSignal, Tracker
+from cifar_core.loop import StopSignal, Tracker, evaluate_and_save, finish_run
 from cifar_core.plan import CROP, PAD, eval_batches
 from cifar_core.run import RunDir, default_run_dir
 
@@ -172,24 +172,10 @@ def run(args, stop: StopSignal) -> dict | None:
     eval_model = checkpoint.unwrap(model)
 
     options = {k: getattr(args, k) for k in ("compile", "tf32", "sync_bn", "deterministic")}
-    options.update(amp=amp, channels_last=channels_last, data_on_device=data_on_device, device=str(device), world_size=world,
-                   threads=torch.get_num_threads())
+    options.update(amp=amp, channels_last=channels_last, data_on_device=data_on_device, device=str(device),
+                   world_size=world, threads=torch.get_num_threads())
     devices = [torch.cuda.get_device_name(device)] if device.type == "cuda" else ["cpu"]
     run_dir.write_config(options, versions(), devices * world, data.info, start_step, tracker_state)
-
-    def save_checkpoint(step):
-        checkpoint.save(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, model, optimizer, step,
-                        {"seed": recipe.seed, "step": step, "epoch": step // data.train.steps_per_epoch},
-                        tracker.checkpoint_state(step), recipe.to_dict())
-
-    def export(name, step):
-        if recipe.architecture == "cifar":  # the neutral format holds the paper's ResNet-(6n+2) only
-            checkpoint.export_neutral(run_dir.checkpoints / name, model, {"step": step, "recipe": recipe.to_dict()},
-                                      data.eval_mean_image)
-
-    def evaluate_all():
-        return (evaluate(eval_model, data.val_images, data.val_labels, recipe.eval_batch_size, device, channels_last),
-                evaluate(eval_model, data.test_images, data.test_labels, recipe.eval_batch_size, device, channels_last))
 
     if data_on_device:
         device_stream = DeviceStream(data.train, device)
@@ -205,26 +191,39 @@ def run(args, stop: StopSignal) -> dict | None:
 
     tracker = Tracker(run_dir, recipe, data.train.steps_per_epoch, start_step, tracker_state,
                       progress=not args.no_progress)
+
+    def save_checkpoint(step):
+        checkpoint.save(run_dir.checkpoints / checkpoint.CHECKPOINT_NAME, model, optimizer, step,
+                        {"seed": recipe.seed, "step": step, "epoch": step // data.train.steps_per_epoch},
+                        tracker.checkpoint_state(step), recipe.to_dict())
+
+    def export(name, step):
+        if recipe.architecture == "cifar":  # the neutral format holds the paper's ResNet-(6n+2) only
+            checkpoint.export_neutral(run_dir.checkpoints / name, model, {"step": step, "recipe": recipe.to_dict()},
+                                      data.eval_mean_image)
+
+    def evaluate_all():
+        return (evaluate(eval_model, data.val_images, data.val_labels, recipe.eval_batch_size, device, channels_last),
+                evaluate(eval_model, data.test_images, data.test_labels, recipe.eval_batch_size, device, channels_last))
+
     loss_sum = correct = torch.zeros((), device=device)
     step = start_step
     model.train()
     while step < recipe.iterations:
-        loss, right = train_step(net, optimizer, *next_batch(step), tracker.warmup.lr_at(step), amp_dtype)
-        loss_sum, correct = loss_sum + loss, correct + right
+        loss, batch_correct = train_step(net, optimizer, *next_batch(step), tracker.warmup.lr_at(step), amp_dtype)
+        loss_sum, correct = loss_sum + loss, correct + batch_correct
         step += 1
         if tracker.should_log(step):
             totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
             if world > 1:
                 dist.all_reduce(totals)
-            tracker.log_train(step, totals[0].item(), totals[1].item(), recipe.batch_size * (step - tracker.last_logged_step))
+            images_seen = recipe.batch_size * (step - tracker.last_logged_step)
+            tracker.log_train(step, totals[0].item(), totals[1].item(), images_seen)
             loss_sum = correct = torch.zeros((), device=device)
         if tracker.should_eval(step) and step < recipe.iterations:
             with tracker.paused():
                 if rank == 0:
-                    val_error, test_error = evaluate_all()
-                    if tracker.log_eval(step, val_error, test_error):
-                        export("best.safetensors", step)
-                    save_checkpoint(step)
+                    evaluate_and_save(tracker, step, evaluate_all, export, save_checkpoint)
         if should_stop(stop, world, device):
             with tracker.paused():
                 if rank == 0:
@@ -234,13 +233,8 @@ def run(args, stop: StopSignal) -> dict | None:
             stop.exit(step, run_dir, BACKEND)
     final = None
     if rank == 0:
-        val_error, test_error = evaluate_all()
-        if tracker.log_eval(step, val_error, test_error):
-            export("best.safetensors", step)
-        save_checkpoint(step)
-        export("final.safetensors", step)
-        final = tracker.finish(step, val_error, test_error, count_parameters(eval_model), data.info["n_train"])
-        run_dir.write_final(final)
+        final = finish_run(tracker, step, evaluate_all, export, save_checkpoint, count_parameters(eval_model),
+                           data.info["n_train"])
     leave_together(world)
     return final
 
