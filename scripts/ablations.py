@@ -450,136 +450,179 @@ def fits_no_better_than_it_tests(r: Result, margin) -> bool:
     return None not in (r.train_error, r.test_error) and r.train_error >= r.test_error - (margin or 0.0)
 
 
-def answer(q: Question, results: dict, margin, costs: dict) -> str:
-    """Two to four sentences from the measured numbers; the mechanism sentences say what the numbers show."""
+def schedule_iterations(base: Result) -> int:
+    return base.config.get("recipe", {}).get("iterations", SCHEDULE["iterations"])
+
+
+def answer_optimizer(q: Question, results: dict, margin, costs: dict) -> str:
+    """Question 1: Adam against SGD at lr 0.1."""
     base = results["baseline"]
     b = base.test_error
-    if base.state != "finished":
-        return "The baseline has not finished yet; no answer is claimed."
-    iterations = base.config.get("recipe", {}).get("iterations", SCHEDULE["iterations"])
-    if q.number == 1:
-        fast, slow = results["adam-lr0.1"], results["adam-lr0.001"]
-        text = f"SGD with momentum at lr 0.1 reaches {outcome(base)}. "
-        if fast.test_error is None:
-            text += f"Adam at lr 0.1: {outcome(fast)}. "
-        else:
-            text += (f"Adam at lr 0.1 does train, but badly: {outcome(fast)}, {versus(fast.test_error, b, margin)}"
-                     + ("; its train error is as high as its test error, so it fails to fit the training images, "
-                        "not to generalise" if fits_no_better_than_it_tests(fast, margin) else "") + ". ")
-            early, early_sgd = test_errors(fast, last=iterations // 2), test_errors(base, last=iterations // 2)
-            if early and early_sgd:
-                text += (f"While the lr is 0.1 (the first {iterations // 2:,} iterations) its test error stays at "
-                         f"{span(early)}, SGD's at {span(early_sgd)}. ")
-        return text + (f"Adam at lr 0.001, its usual rate, reaches {outcome(slow)}"
-                       + (f", {versus(slow.test_error, b, margin)}" if slow.test_error is not None else "")
-                       + ". SGD's step is lr times the gradient; Adam divides the gradient by its running RMS, so every "
-                       "weight moves by up to about lr per step whatever its gradient: 0.1 per step for weights of order 0.06 "
-                       "(the He-init std of a 3x3 conv over 64 channels).")
-    if q.number == 2:
-        r = results["logit-relu"]
-        text = (f"With a ReLU on the logits the network ends at {outcome(r)}"
-                + (f", {versus(r.test_error, b, margin)}. " if r.test_error is not None else ". "))
-        e = r.evaluations
-        if e:
-            dead = e["classes_with_logit_0_on_every_test_image"]
-            counts = e["predicted_class_counts"]
-            predicted = sorted((c for c in range(len(counts)) if counts[c]), key=lambda c: -counts[c])
-            text += (f"Its final weights give {len(dead)} of the {len(counts)} classes ("
-                     f"{', '.join(CLASS_NAMES[c] for c in dead)}) a logit of 0 on every test image, and "
-                     f"{pct(e['images_with_every_logit_0'])} of the images a logit of 0 for every class, which argmax "
-                     f"reads as class 0 ({CLASS_NAMES[0]}): its {sum(counts):,} predictions are "
-                     f"{', '.join(f'{CLASS_NAMES[c]} {counts[c]:,}' for c in predicted)}. ")
-        return text + ("A ReLU passes no gradient through a negative logit, so a class whose logit is negative on "
-                       "every image gets no gradient from any image, and nothing pushes it back up.")
-    if q.number == 3:
-        e = base.evaluations
-        if not e:
-            return "The baseline's evaluation without mean subtraction has not been made yet (`run` makes it)."
-        return (f"The same weights score {pct(e['test_error'])} test error on test images with the train mean "
-                f"subtracted and {pct(e['test_error_without_mean_subtraction'])} on the same images without it. "
-                "The network learned on inputs centred at 0; test pixels left uncentred are shifted by the mean image "
-                f"(which averages {e.get('mean_image_average', float('nan')):.2f} on the 0-1 scale), and BN in eval "
-                "mode subtracts the running means of the training batches, not the test batch's, so the shift "
-                "passes through every layer.")
-    if q.number == 4:
-        eps3, eps1, slow = (results[n] for n in ("bn-eps-1e-3", "bn-eps-1e-1", "bn-momentum-0.01"))
-        rows = (("eps 1e-3", eps3), ("eps 1e-1", eps1), ("momentum 0.01", slow))
-        if all(r.test_error is not None and abs(r.test_error - b) <= (margin or 0.0) for _, r in rows):
-            text = (f"BN {', '.join(f'{name} ({pct(r.test_error)})' for name, r in rows[:2])} and {rows[2][0]} "
-                    f"({pct(rows[2][1].test_error)}) all end within noise of the baseline's {pct(b)} (eps 1e-5, "
-                    "momentum 0.1). ")
-        else:
-            text = ("Against the baseline (eps 1e-5, momentum 0.1): "
-                    + ", ".join(f"{name} is {versus(r.test_error, b, margin)}" for name, r in rows) + ". ")
-        e = slow.evaluations
-        if e:
-            differ = e["different_from_baseline"]
-            stats = all(k.endswith(("running_mean", "running_var")) for k in differ)
-            text += (f"Momentum enters only the running statistics that evaluation uses: "
-                     f"{len(e['equal_to_baseline'])} of the momentum-0.01 run's {e['tensors']} final tensors equal "
-                     f"the baseline's bit for bit, and the {len(differ)} that differ "
-                     + ("are all BN running means and variances. " if stats else f"include {differ[0]}. "))
-        during, during_base = test_errors(slow, last=iterations - 1), test_errors(base, last=iterations - 1)
-        common = [s for s in during if s in during_base]
-        if common:
-            worst = max(common, key=lambda s: during[s] - during_base[s])
-            text += (f"The running statistics, averaged over ~100 steps instead of ~10, lag behind weights that "
-                     f"still change fast: at momentum 0.01 the test error during training is up to {points(during[worst], during_base[worst])} higher "
-                     f"({pct(during[worst])} vs {pct(during_base[worst])} at iteration {worst:,}). ")
-        return text + ("eps is added to the batch variance before dividing, so it matters only for channels whose "
-                       "variance is near it.")
-    if q.number == 5:
-        stride, pool, none = (results[n] for n in q.variants)
+    iterations = schedule_iterations(base)
+    fast, slow = results["adam-lr0.1"], results["adam-lr0.001"]
+    text = f"SGD with momentum at lr 0.1 reaches {outcome(base)}. "
+    if fast.test_error is None:
+        text += f"Adam at lr 0.1: {outcome(fast)}. "
+    else:
+        text += (f"Adam at lr 0.1 does train, but badly: {outcome(fast)}, {versus(fast.test_error, b, margin)}"
+                 + ("; its train error is as high as its test error, so it fails to fit the training images, "
+                    "not to generalise" if fits_no_better_than_it_tests(fast, margin) else "") + ". ")
+        early, early_sgd = test_errors(fast, last=iterations // 2), test_errors(base, last=iterations // 2)
+        if early and early_sgd:
+            text += (f"While the lr is 0.1 (the first {iterations // 2:,} iterations) its test error stays at "
+                     f"{span(early)}, SGD's at {span(early_sgd)}. ")
+    return text + (f"Adam at lr 0.001, its usual rate, reaches {outcome(slow)}"
+                   + (f", {versus(slow.test_error, b, margin)}" if slow.test_error is not None else "")
+                   + ". SGD's step is lr times the gradient; Adam divides the gradient by its running RMS, so every "
+                   "weight moves by up to about lr per step whatever its gradient: 0.1 per step for weights of order 0.06 "
+                   "(the He-init std of a 3x3 conv over 64 channels).")
 
-        def cost(r):
-            gflops, base_gflops = costs.get(r.variant.name, (None, None))[1], costs.get("baseline", (None, None))[1]
-            minutes = r.final.get("train_time_s", 0) / 60
-            ratio = gflops / base_gflops if gflops and base_gflops else 1.0
-            return ((f"{gflops:.3f} GFLOPs per image" if gflops else "FLOPs not counted")
-                    + (f" ({ratio:.1f}x)" if abs(ratio - 1) > 0.05 else "")
-                    + (f", {minutes:.0f} min of training" if minutes else ""))
-        text = (f"Stride 2 (the paper): {outcome(stride)}, at {cost(stride)}; 2x2 max-pool then a stride-1 conv: "
-                f"{outcome(pool)}, {versus(pool.test_error, b, margin)}, at {cost(pool)}; no downsampling: "
-                f"{outcome(none)}, {versus(none.test_error, b, margin)}, at {cost(none)}. ")
-        if none.train_error is not None and base.train_error is not None and \
-                none.train_error > base.train_error + (margin or 0.0):
-            text += (f"Without downsampling the train error is higher too ({pct(none.train_error)} vs {pct(base.train_error)}): in "
-                     f"{iterations:,} iterations the costlier network fits the training images worse, it does not "
-                     "overfit them. ")
-        return text + ("Halving the resolution where the width doubles keeps every stage's cost the same; without it "
-                       "stages 2 and 3 run at 32x32 with 2x and 4x the filters.")
-    if q.number == 6:
-        r = results["imagenet-resnet18"]
-        (p_cifar, f_cifar), (p_in, f_in) = costs.get("baseline", (None, None)), costs.get("imagenet-resnet18", (None, None))
-        depth = base.config.get("recipe", {}).get("depth", SCHEDULE["depth"])
-        sizes = (f"{p_in:,} parameters ({p_in / p_cifar:.0f}x the CIFAR ResNet-{depth}'s {p_cifar:,}) and {f_in:.3f} "
-                 f"GFLOPs per image (ResNet-{depth}: {f_cifar:.3f})" if p_in and p_cifar else "its size not counted")
-        text = f"The ImageNet ResNet-18 reaches {outcome(r)}, {versus(r.test_error, b, margin)}, with {sizes}. "
-        if fits_no_better_than_it_tests(r, margin):
-            text += ("Its train error is as high as its test error, so the extra parameters do not overfit: the "
-                     "network fits the training images worse. ")
-        return text + ("Its stem (7x7 stride-2 conv, 3x3 stride-2 max-pool) turns a 32x32 image into 8x8 before the "
-                       "first block, and its last stage runs at 1x1: built for 224x224 inputs, it throws away most of a "
-                       "CIFAR image's resolution at once.")
-    if q.number == 7:
-        r = results["no-augment-no-mean-lr0.01"]
-        text = (f"Without augmentation and mean subtraction, at lr 0.01, the network ends at {outcome(r)}; the "
-                f"recipe gives {outcome(base)}.")
-        if r.train_error is None or r.test_error is None or base.train_error is None:
-            return text
-        gap, base_gap = r.test_error - r.train_error, b - base.train_error
-        text += (f" The test error exceeds the train error by {points(r.test_error, r.train_error)} without the "
-                 f"recipe and by {points(b, base.train_error)} with it.")
-        if gap > base_gap + (margin or 0.0):
-            text += (" Without random crops and flips the network sees each training image unchanged every epoch "
-                     "and fits those exact images, which generalises worse than fitting their shifted and mirrored "
-                     "versions.")
-        recipe, n_train = base.config.get("recipe", {}), base.config.get("data", {}).get("n_train", 50_000)
-        epochs = iterations * recipe.get("batch_size", SCHEDULE["batch_size"]) / n_train
-        return text + (f" This schedule is {epochs:.0f} epochs, with the lr divided by 10 at 50% and 75%, so it shows "
-                       "the gap opening, not how wide it is after 20; and as in the question the three changes come "
-                       "together, so it does not say which costs what.")
-    return ""
+
+def answer_logit_relu(q: Question, results: dict, margin, costs: dict) -> str:
+    """Question 2: a ReLU on the logits."""
+    base = results["baseline"]
+    b = base.test_error
+    r = results["logit-relu"]
+    text = (f"With a ReLU on the logits the network ends at {outcome(r)}"
+            + (f", {versus(r.test_error, b, margin)}. " if r.test_error is not None else ". "))
+    e = r.evaluations
+    if e:
+        dead = e["classes_with_logit_0_on_every_test_image"]
+        counts = e["predicted_class_counts"]
+        predicted = sorted((c for c in range(len(counts)) if counts[c]), key=lambda c: -counts[c])
+        text += (f"Its final weights give {len(dead)} of the {len(counts)} classes ("
+                 f"{', '.join(CLASS_NAMES[c] for c in dead)}) a logit of 0 on every test image, and "
+                 f"{pct(e['images_with_every_logit_0'])} of the images a logit of 0 for every class, which argmax "
+                 f"reads as class 0 ({CLASS_NAMES[0]}): its {sum(counts):,} predictions are "
+                 f"{', '.join(f'{CLASS_NAMES[c]} {counts[c]:,}' for c in predicted)}. ")
+    return text + ("A ReLU passes no gradient through a negative logit, so a class whose logit is negative on "
+                   "every image gets no gradient from any image, and nothing pushes it back up.")
+
+
+def answer_test_mean(q: Question, results: dict, margin, costs: dict) -> str:
+    """Question 3: the test images without mean subtraction."""
+    base = results["baseline"]
+    e = base.evaluations
+    if not e:
+        return "The baseline's evaluation without mean subtraction has not been made yet (`run` makes it)."
+    return (f"The same weights score {pct(e['test_error'])} test error on test images with the train mean "
+            f"subtracted and {pct(e['test_error_without_mean_subtraction'])} on the same images without it. "
+            "The network learned on inputs centred at 0; test pixels left uncentred are shifted by the mean image "
+            f"(which averages {e.get('mean_image_average', float('nan')):.2f} on the 0-1 scale), and BN in eval "
+            "mode subtracts the running means of the training batches, not the test batch's, so the shift "
+            "passes through every layer.")
+
+
+def answer_batchnorm(q: Question, results: dict, margin, costs: dict) -> str:
+    """Question 4: BN's eps and momentum."""
+    base = results["baseline"]
+    b = base.test_error
+    iterations = schedule_iterations(base)
+    eps3, eps1, slow = (results[n] for n in ("bn-eps-1e-3", "bn-eps-1e-1", "bn-momentum-0.01"))
+    rows = (("eps 1e-3", eps3), ("eps 1e-1", eps1), ("momentum 0.01", slow))
+    if all(r.test_error is not None and abs(r.test_error - b) <= (margin or 0.0) for _, r in rows):
+        text = (f"BN {', '.join(f'{name} ({pct(r.test_error)})' for name, r in rows[:2])} and {rows[2][0]} "
+                f"({pct(rows[2][1].test_error)}) all end within noise of the baseline's {pct(b)} (eps 1e-5, "
+                "momentum 0.1). ")
+    else:
+        text = ("Against the baseline (eps 1e-5, momentum 0.1): "
+                + ", ".join(f"{name} is {versus(r.test_error, b, margin)}" for name, r in rows) + ". ")
+    e = slow.evaluations
+    if e:
+        differ = e["different_from_baseline"]
+        stats = all(k.endswith(("running_mean", "running_var")) for k in differ)
+        text += (f"Momentum enters only the running statistics that evaluation uses: "
+                 f"{len(e['equal_to_baseline'])} of the momentum-0.01 run's {e['tensors']} final tensors equal "
+                 f"the baseline's bit for bit, and the {len(differ)} that differ "
+                 + ("are all BN running means and variances. " if stats else f"include {differ[0]}. "))
+    during, during_base = test_errors(slow, last=iterations - 1), test_errors(base, last=iterations - 1)
+    common = [s for s in during if s in during_base]
+    if common:
+        worst = max(common, key=lambda s: during[s] - during_base[s])
+        text += (f"The running statistics, averaged over ~100 steps instead of ~10, lag behind weights that "
+                 f"still change fast: at momentum 0.01 the test error during training is up to {points(during[worst], during_base[worst])} higher "
+                 f"({pct(during[worst])} vs {pct(during_base[worst])} at iteration {worst:,}). ")
+    return text + ("eps is added to the batch variance before dividing, so it matters only for channels whose "
+                   "variance is near it.")
+
+
+def answer_downsampling(q: Question, results: dict, margin, costs: dict) -> str:
+    """Question 5: how a stage downsamples."""
+    base = results["baseline"]
+    b = base.test_error
+    iterations = schedule_iterations(base)
+    stride, pool, none = (results[n] for n in q.variants)
+
+    def cost(r):
+        gflops, base_gflops = costs.get(r.variant.name, (None, None))[1], costs.get("baseline", (None, None))[1]
+        minutes = r.final.get("train_time_s", 0) / 60
+        ratio = gflops / base_gflops if gflops and base_gflops else 1.0
+        return ((f"{gflops:.3f} GFLOPs per image" if gflops else "FLOPs not counted")
+                + (f" ({ratio:.1f}x)" if abs(ratio - 1) > 0.05 else "")
+                + (f", {minutes:.0f} min of training" if minutes else ""))
+    text = (f"Stride 2 (the paper): {outcome(stride)}, at {cost(stride)}; 2x2 max-pool then a stride-1 conv: "
+            f"{outcome(pool)}, {versus(pool.test_error, b, margin)}, at {cost(pool)}; no downsampling: "
+            f"{outcome(none)}, {versus(none.test_error, b, margin)}, at {cost(none)}. ")
+    if none.train_error is not None and base.train_error is not None and \
+            none.train_error > base.train_error + (margin or 0.0):
+        text += (f"Without downsampling the train error is higher too ({pct(none.train_error)} vs {pct(base.train_error)}): in "
+                 f"{iterations:,} iterations the costlier network fits the training images worse, it does not "
+                 "overfit them. ")
+    return text + ("Halving the resolution where the width doubles keeps every stage's cost the same; without it "
+                   "stages 2 and 3 run at 32x32 with 2x and 4x the filters.")
+
+
+def answer_imagenet(q: Question, results: dict, margin, costs: dict) -> str:
+    """Question 6: the ImageNet ResNet-18."""
+    base = results["baseline"]
+    b = base.test_error
+    r = results["imagenet-resnet18"]
+    (p_cifar, f_cifar), (p_in, f_in) = costs.get("baseline", (None, None)), costs.get("imagenet-resnet18", (None, None))
+    depth = base.config.get("recipe", {}).get("depth", SCHEDULE["depth"])
+    sizes = (f"{p_in:,} parameters ({p_in / p_cifar:.0f}x the CIFAR ResNet-{depth}'s {p_cifar:,}) and {f_in:.3f} "
+             f"GFLOPs per image (ResNet-{depth}: {f_cifar:.3f})" if p_in and p_cifar else "its size not counted")
+    text = f"The ImageNet ResNet-18 reaches {outcome(r)}, {versus(r.test_error, b, margin)}, with {sizes}. "
+    if fits_no_better_than_it_tests(r, margin):
+        text += ("Its train error is as high as its test error, so the extra parameters do not overfit: the "
+                 "network fits the training images worse. ")
+    return text + ("Its stem (7x7 stride-2 conv, 3x3 stride-2 max-pool) turns a 32x32 image into 8x8 before the "
+                   "first block, and its last stage runs at 1x1: built for 224x224 inputs, it throws away most of a "
+                   "CIFAR image's resolution at once.")
+
+
+def answer_overfitting(q: Question, results: dict, margin, costs: dict) -> str:
+    """Question 7: no augmentation, no mean subtraction, lr 0.01."""
+    base = results["baseline"]
+    b = base.test_error
+    iterations = schedule_iterations(base)
+    r = results["no-augment-no-mean-lr0.01"]
+    text = (f"Without augmentation and mean subtraction, at lr 0.01, the network ends at {outcome(r)}; the "
+            f"recipe gives {outcome(base)}.")
+    if r.train_error is None or r.test_error is None or base.train_error is None:
+        return text
+    gap, base_gap = r.test_error - r.train_error, b - base.train_error
+    text += (f" The test error exceeds the train error by {points(r.test_error, r.train_error)} without the "
+             f"recipe and by {points(b, base.train_error)} with it.")
+    if gap > base_gap + (margin or 0.0):
+        text += (" Without random crops and flips the network sees each training image unchanged every epoch "
+                 "and fits those exact images, which generalises worse than fitting their shifted and mirrored "
+                 "versions.")
+    recipe, n_train = base.config.get("recipe", {}), base.config.get("data", {}).get("n_train", 50_000)
+    epochs = iterations * recipe.get("batch_size", SCHEDULE["batch_size"]) / n_train
+    return text + (f" This schedule is {epochs:.0f} epochs, with the lr divided by 10 at 50% and 75%, so it shows "
+                   "the gap opening, not how wide it is after 20; and as in the question the three changes come "
+                   "together, so it does not say which costs what.")
+
+
+ANSWERS = {1: answer_optimizer, 2: answer_logit_relu, 3: answer_test_mean, 4: answer_batchnorm, 5: answer_downsampling,
+           6: answer_imagenet, 7: answer_overfitting}
+
+
+def answer(q: Question, results: dict, margin, costs: dict) -> str:
+    """Two to four sentences from the measured numbers; the mechanism sentences say what the numbers show."""
+    if results["baseline"].state != "finished":
+        return "The baseline has not finished yet; no answer is claimed."
+    return ANSWERS[q.number](q, results, margin, costs)
 
 
 def plot_question(q: Question, results: dict, out: Path) -> bool:
