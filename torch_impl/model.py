@@ -18,6 +18,7 @@ Initialisation (identical in JAX):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -43,17 +44,17 @@ def he_init_(module: nn.Module) -> None:
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int, bn_eps: float = BN_EPS,
-                 bn_momentum: float = BN_MOMENTUM, downsample: str = "stride"):
+    def __init__(self, in_planes: int, planes: int, stride: int, norm_layer=nn.BatchNorm2d,
+                 downsample: str = "stride"):
         super().__init__()
         # downsample="maxpool": a block that halves the resolution max-pools its input 2x2 first, both branches
         # then see the pooled map and the conv has stride 1; "none": it does not halve it (ablation, question 5).
         self.pool = stride == 2 and downsample == "maxpool"
         self.stride = stride if downsample == "stride" else 1
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=self.stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes, eps=bn_eps, momentum=bn_momentum)
+        self.bn1 = norm_layer(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes, eps=bn_eps, momentum=bn_momentum)
+        self.bn2 = norm_layer(planes)
         self.extra_channels = planes - in_planes
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,14 +85,14 @@ class ResNet(nn.Module):
         n = (depth - 2) // 6
         self.depth = depth
         self.logit_relu = logit_relu
+        norm_layer = functools.partial(nn.BatchNorm2d, eps=bn_eps, momentum=bn_momentum)  # as torchvision's
         self.conv1 = nn.Conv2d(3, STAGE_WIDTHS[0], 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0], eps=bn_eps, momentum=bn_momentum)
+        self.bn1 = norm_layer(STAGE_WIDTHS[0])
         in_planes = STAGE_WIDTHS[0]
         for stage, width in enumerate(STAGE_WIDTHS, start=1):
             blocks = []
             for j in range(n):
-                blocks.append(BasicBlock(in_planes, width, 2 if stage > 1 and j == 0 else 1, bn_eps, bn_momentum,
-                                         downsample))
+                blocks.append(BasicBlock(in_planes, width, 2 if stage > 1 and j == 0 else 1, norm_layer, downsample))
                 in_planes = width
             self.add_module(f"layer{stage}", nn.Sequential(*blocks))
         self.fc = nn.Linear(STAGE_WIDTHS[-1], num_classes)
