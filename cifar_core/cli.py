@@ -65,7 +65,8 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
     warmup.add_argument("--warmup-lr", type=float, metavar="LR",
                         help="train at LR until the running train error (of the steps since the last training-loss "
                              "record, every --log-every) is below --warmup-until, then at --lr: the paper's ResNet-110 "
-                             "warm-up (§4.2). Default with the paper preset: 0.01 at --depth 110, none at other depths")
+                             "warm-up (§4.2). Default with the paper preset: 0.01 at --depth 110, none at other "
+                             "depths")
     warmup.add_argument("--no-warmup", action="store_true", help="no warm-up, at --depth 110 too")
     parser.add_argument("--warmup-until", dest="warmup_until_train_error", type=float, metavar="ERROR",
                         help="the train error, a fraction, below which the warm-up ends (paper: 0.8)")
@@ -91,7 +92,8 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
     parser.add_argument("--amp", choices=AMP_CHOICES,
                         help="bf16: mixed precision, the convolutions and the linear layer in bfloat16 (PyTorch's "
                              "autocast; JAX's model dtype), parameters, optimizer state, BN statistics, the loss and "
-                             "evaluation in float32; none: float32 throughout (default: none; with --resume: the run's)")
+                             "evaluation in float32; none: float32 throughout (default: none; with --resume: the "
+                             "run's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     ablation = parser.add_argument_group(
         "departures from the paper", "for the ablations in results/ablations.md (scripts/ablations.py); the defaults "
@@ -104,7 +106,8 @@ def build_parser(backend: str) -> argparse.ArgumentParser:
     ablation.add_argument("--no-augment", dest="augment", action="store_const", const="none",
                           help="--augment none")
     ablation.add_argument("--no-mean-subtraction", dest="subtract_mean", action="store_const", const=False,
-                          default=None, help="feed pixels in [0, 1], train and test, without subtracting the mean image")
+                          default=None,
+                          help="feed pixels in [0, 1], train and test, without subtracting the mean image")
     ablation.add_argument("--test-mean-subtraction", dest="test_subtract_mean", type=yes_no, metavar="{yes,no}",
                           help="whether val and test images have the train mean subtracted, whatever training did "
                                "(default: as in training)")
@@ -138,7 +141,8 @@ def add_data_source_flags(parser: argparse.ArgumentParser) -> None:
                              "Datasets cifar10 (--tfds-data-dir), read without TensorFlow; auto: the archive if one is "
                              "found, else a prepared TFDS copy, else the download. The same images give the same "
                              "arrays and results either way (default: auto; with --resume, the run's)")
-    parser.add_argument("--tfds-data-dir", help="TFDS's data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
+    parser.add_argument("--tfds-data-dir",
+                        help="TFDS's data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
 
 
 def parse_duration(text: str) -> float:
@@ -151,7 +155,8 @@ def parse_duration(text: str) -> float:
     elif text and units:
         h, m, s = (float(g or 0) for g in units.groups())
     else:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: write e.g. 2h20m, 90m, 5400 (seconds) or 2:20:00")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: write e.g. 2h20m, 90m, 5400 (seconds) "
+                                         "or 2:20:00")
     return 3600 * h + 60 * m + s
 
 

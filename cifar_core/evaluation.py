@@ -15,7 +15,8 @@ from .weights import WeightsError, first_line
 
 def build_parser(backend: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m {backend}.evaluate",
-                                     description="Print the CIFAR-10 test error of a checkpoint or neutral weights file.")
+                                     description="Print the CIFAR-10 test error of a checkpoint or neutral weights "
+                                                 "file.")
     parser.add_argument("--checkpoint", required=True,
                         help="a .safetensors neutral weights file, or this backend's training checkpoint")
     parser.add_argument("--data-dir")
@@ -36,7 +37,8 @@ def recipe_of(metadata: dict | None, source="weights") -> Recipe:
     try:
         return Recipe.from_dict(json.loads(saved) if isinstance(saved, str) else saved)
     except (ValueError, TypeError, AttributeError) as error:
-        raise WeightsError(f"{source}: the recipe stored with the weights is not readable ({first_line(error)}).") from None
+        raise WeightsError(f"{source}: the recipe stored with the weights is not readable "
+                           f"({first_line(error)}).") from None
 
 
 def test_set(recipe: Recipe, data_dir=None, subtract_mean: bool | None = None, source: str | None = None,

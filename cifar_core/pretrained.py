@@ -30,7 +30,8 @@ def pretrained_weights(depth: int, runs_dir=RUNS_DIR) -> Path:
             continue
         depths.add(final.get("depth"))
         if final.get("depth") == depth:
-            rank = (-final["iterations"], -final.get("n_train_images", 0), final["final_test_error"], final_path.parent.name)
+            rank = (-final["iterations"], -final.get("n_train_images", 0), final["final_test_error"],
+                    final_path.parent.name)
             candidates.append((rank, weights))
     if not candidates:
         have = ", ".join(f"ResNet-{d}" for d in sorted(d for d in depths if d)) or "none"

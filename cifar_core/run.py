@@ -185,7 +185,8 @@ class RunDir:
         saved = self.saved.get("data", {})
         differ = [k for k in DATA_IDENTITY if k in saved and k in data_info and saved[k] != data_info[k]]
         if differ:
-            raise RunDirError(f"--resume: the data differ from the run's ({', '.join(differ)}: saved {saved[differ[0]]}, "
+            raise RunDirError(f"--resume: the data differ from the run's ({', '.join(differ)}: "
+                              f"saved {saved[differ[0]]}, "
                               f"now {data_info[differ[0]]}); resume with the CIFAR-10 copy it was started on "
                               f"({saved.get('source')}), or start a new run. Nothing was changed.")
 

@@ -60,7 +60,8 @@ def import_tfds():
 
 def rows_sha256(images: np.ndarray) -> str:
     """SHA-256 of NHWC uint8 images laid out as the official release's `data` rows (1024 R, 1024 G, 1024 B)."""
-    return hashlib.sha256(np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), -1).tobytes()).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), -1)
+                          .tobytes()).hexdigest()
 
 
 def read(version_dir: Path) -> Cifar10:

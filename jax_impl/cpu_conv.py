@@ -81,12 +81,14 @@ def build() -> Path:
     with tempfile.TemporaryDirectory(dir=library.parent) as tmp:
         partial = Path(tmp) / library.name
         command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}",
-                   f"-I{prefix / 'include'}", str(SOURCE), "-o", str(partial), f"-L{prefix / 'lib'}", "-ldnnl", "-lgomp",
+                   f"-I{prefix / 'include'}", str(SOURCE), "-o", str(partial), f"-L{prefix / 'lib'}", "-ldnnl",
+                   "-lgomp",
                    f"-Wl,-rpath,{prefix / 'lib'}"]
         try:
             done = subprocess.run(command, capture_output=True, text=True)
         except OSError as error:
-            raise Unavailable(f"cannot run the C++ compiler {compiler} ({error}); set $CXX, or pass --conv xla") from None
+            raise Unavailable(f"cannot run the C++ compiler {compiler} ({error}); set $CXX, "
+                              "or pass --conv xla") from None
         if done.returncode:
             raise Unavailable(f"building {SOURCE.name} failed ({' '.join(command)}):\n{done.stderr[-2000:]}")
         os.replace(partial, library)  # atomic: concurrent builds of the same key leave one complete file

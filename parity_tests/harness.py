@@ -323,7 +323,8 @@ def lockstep_train(tensors, batches, recipe: Recipe, dtype=np.float64, float32_l
             trace = jax_ckpt.from_neutral({**start, **momentum}, dtype)["params"]
             state = template.replace(step=step, **variables, opt_state=optax.tree_utils.tree_set(
                 template.opt_state, trace=trace, count=np.asarray(step, np.int32)))
-            state, metrics = step_fn(jax_train.replicate(mesh, state), jax_train.global_batch(mesh, images.astype(dtype)),
+            state, metrics = step_fn(jax_train.replicate(mesh, state),
+                                     jax_train.global_batch(mesh, images.astype(dtype)),
                                      jax_train.global_batch(mesh, labels))
             loss_sum, _ = torch_train.train_step(model, optimizer, torch_input(images, dtype),
                                                  torch.from_numpy(labels).long(), recipe.lr_at(step))

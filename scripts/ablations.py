@@ -91,7 +91,8 @@ class Question:
 QUESTIONS = (
     Question(1, "optimizer", "Why does Adam at lr 0.1 not train, when SGD at 0.1 does?",
              ("baseline", "adam-lr0.1", "adam-lr0.001")),
-    Question(2, "logit-relu", "Why does a ReLU after the final linear layer stop training?", ("baseline", "logit-relu")),
+    Question(2, "logit-relu", "Why does a ReLU after the final linear layer stop training?",
+             ("baseline", "logit-relu")),
     Question(3, "test-mean", "Why must the per-pixel mean also be subtracted from the test images?", ("baseline",)),
     Question(4, "batchnorm", "What do BN's eps and momentum change?",
              ("baseline", "bn-eps-1e-3", "bn-eps-1e-1", "bn-momentum-0.01")),
@@ -112,7 +113,8 @@ def schedule_flags(schedule: dict) -> list:
 def variant_recipe(variant: Variant, schedule: dict):
     """The recipe the trainer makes of the variant's flags (for the costs of a variant not yet run)."""
     from cifar_core import cli
-    args = cli.build_parser(BACKEND).parse_args([*schedule_flags(schedule), "--seed", str(variant.seed), *variant.flags])
+    args = cli.build_parser(BACKEND).parse_args([*schedule_flags(schedule), "--seed", str(variant.seed),
+                                                 *variant.flags])
     return cli.recipe_from_args(args)
 
 
@@ -226,7 +228,8 @@ def run_set(args, variants: tuple = VARIANTS, schedule: dict = SCHEDULE, measure
                     print(f"{variant.name}: stopped, resumable (exit {code})", flush=True)
                     status = status or 75
                 elif record_divergence(run):
-                    print(f"{variant.name}: diverged (its loss became NaN or Inf; recorded in diverged.json)", flush=True)
+                    print(f"{variant.name}: diverged (its loss became NaN or Inf; recorded in diverged.json)",
+                          flush=True)
                 else:
                     print(f"{variant.name}: FAILED (exit {code}); see {run / 'train.log'}", flush=True)
                     status = 1
@@ -264,7 +267,8 @@ def final_weights(run: Path, data_dir: str | None):
 def record_measurement(run: Path, command: str, **measured) -> dict:
     from cifar_core.run import git_info, host_info
     record = {**measured, "weights": "checkpoints/final.safetensors", "command": command, "git": git_info(),
-              "hardware": host_info(), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+              "hardware": host_info(),
+              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     (run / "evaluations.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
 
@@ -282,7 +286,8 @@ def evaluate_without_mean(run: Path, data_dir: str | None) -> dict:
         images, labels = evaluation.test_set(recipe, data_dir, subtract_mean=subtract)
         errors[key] = evaluate(model, images, labels, 1000, torch.device("cpu"))
     splits = data.make_splits(data.load(data_dir), recipe.val_fraction, recipe.split_seed, recipe.full_train)
-    return record_measurement(run, "python -m torch_impl.evaluate --checkpoint final.safetensors [--no-mean-subtraction]",
+    return record_measurement(run, "python -m torch_impl.evaluate --checkpoint final.safetensors "
+                                   "[--no-mean-subtraction]",
                               mean_image_average=float(splits.mean_image.mean()), **errors)
 
 
@@ -423,7 +428,8 @@ def versus(error, baseline, margin) -> str:
         return "cannot be compared (a run is missing)"
     if abs(error - baseline) <= (margin or 0.0):
         return f"within noise of the baseline ({pct(error)} vs {pct(baseline)})"
-    return f"{points(error, baseline)} {'worse' if error > baseline else 'better'} than the baseline ({pct(error)} vs {pct(baseline)})"
+    return (f"{points(error, baseline)} {'worse' if error > baseline else 'better'} than the baseline "
+            f"({pct(error)} vs {pct(baseline)})")
 
 
 def outcome(r: Result) -> str:
@@ -474,7 +480,8 @@ def answer_optimizer(q: Question, results: dict, margin, costs: dict) -> str:
     return text + (f"Adam at lr 0.001, its usual rate, reaches {outcome(slow)}"
                    + (f", {versus(slow.test_error, b, margin)}" if slow.test_error is not None else "")
                    + ". SGD's step is lr times the gradient; Adam divides the gradient by its running RMS, so every "
-                   "weight moves by up to about lr per step whatever its gradient: 0.1 per step for weights of order 0.06 "
+                   "weight moves by up to about lr per step whatever its gradient: "
+                   "0.1 per step for weights of order 0.06 "
                    "(the He-init std of a 3x3 conv over 64 channels).")
 
 
@@ -540,7 +547,8 @@ def answer_batchnorm(q: Question, results: dict, margin, costs: dict) -> str:
     if common:
         worst = max(common, key=lambda s: during[s] - during_base[s])
         text += (f"The running statistics, averaged over ~100 steps instead of ~10, lag behind weights that "
-                 f"still change fast: at momentum 0.01 the test error during training is up to {points(during[worst], during_base[worst])} higher "
+                 f"still change fast: at momentum 0.01 the test error during training is up to "
+                 f"{points(during[worst], during_base[worst])} higher "
                  f"({pct(during[worst])} vs {pct(during_base[worst])} at iteration {worst:,}). ")
     return text + ("eps is added to the batch variance before dividing, so it matters only for channels whose "
                    "variance is near it.")
@@ -565,7 +573,8 @@ def answer_downsampling(q: Question, results: dict, margin, costs: dict) -> str:
             f"{outcome(none)}, {versus(none.test_error, b, margin)}, at {cost(none)}. ")
     if none.train_error is not None and base.train_error is not None and \
             none.train_error > base.train_error + (margin or 0.0):
-        text += (f"Without downsampling the train error is higher too ({pct(none.train_error)} vs {pct(base.train_error)}): in "
+        text += (f"Without downsampling the train error is higher too ({pct(none.train_error)} vs "
+                 f"{pct(base.train_error)}): in "
                  f"{iterations:,} iterations the costlier network fits the training images worse, it does not "
                  "overfit them. ")
     return text + ("Halving the resolution where the width doubles keeps every stage's cost the same; without it "
@@ -636,7 +645,8 @@ def plot_question(q: Question, results: dict, out: Path) -> bool:
     for colour, name in zip(colours, q.variants):
         r = results[name]
         train = [(m["step"], m["train_error"]) for m in r.metrics if m.get("kind") == "train"]
-        test = [(m["step"], m["test_error"]) for m in r.metrics if m.get("kind") == "eval" and m.get("test_error") is not None]
+        test = [(m["step"], m["test_error"]) for m in r.metrics
+                if m.get("kind") == "eval" and m.get("test_error") is not None]
         if test:
             ax.plot(*zip(*test), color=colour, lw=1.8, label=f"{r.variant.label}: test")
             drawn = True
@@ -679,7 +689,8 @@ def write_report(args) -> int:
     else:
         p = sum(seeds) / 2
         noise = (f"The baseline runs twice (seeds 0 and 1: {pct(seeds[0])} and {pct(seeds[1])}). Two seeds say "
-                 "little about the noise, so a difference from the baseline is claimed only where it exceeds both their "
+                 "little about the noise, so a difference from the baseline is claimed "
+                 "only where it exceeds both their "
                  f"spread ({points(*seeds)}) and the standard error of an error rate measured on {n_test:,} test "
                  f"images (sqrt(p(1-p)/n) = {100 * math.sqrt(p * (1 - p) / n_test):.2f} points at p = {pct(p)}); "
                  "smaller ones are reported as within noise. ")
@@ -730,7 +741,8 @@ def write_report(args) -> int:
     base_eval = results["baseline"].evaluations
     if base_eval:
         lines.append(f"| [baseline]({link}/baseline/evaluations.json), tested without mean subtraction | 3 | "
-                     f"{pct(base_eval['test_error_without_mean_subtraction'])} | — | — | — | — | — | — | — |")
+                     f"{pct(base_eval['test_error_without_mean_subtraction'])} | — | — | — | — | "
+                     "— | — | — |")
     lines.append("")
     figures_dir = report.parent / "ablations-figures"
     figures_dir.mkdir(parents=True, exist_ok=True)

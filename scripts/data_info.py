@@ -1,7 +1,8 @@
 """Print one JSON object describing the data this machine sees, so two machines can be compared:
 split sizes, per-class counts, content hashes, a checksum of the mean image and the plan hashes of epochs 0, 1.
 
-    python scripts/data_info.py [--data-dir D] [--data-source tfds --tfds-data-dir T] [--seed S] [--split-seed S] [--full-train]
+    python scripts/data_info.py [--data-dir D] [--data-source tfds --tfds-data-dir T] [--seed S] [--split-seed S]
+                                [--full-train]
 """
 
 import argparse

@@ -81,7 +81,8 @@ TRAINED = tuple(r for r in RUNGS if not r.linked)
 def load_rungs(runs_dir: Path) -> dict:
     """Rung name -> [(run directory, Result)]: its own run, or each of its linked runs that exists."""
     def runs(rung):
-        return [REPO / path for path in rung.linked if (REPO / path).is_dir()] if rung.linked else [runs_dir / rung.name]
+        return [REPO / path for path in rung.linked
+                if (REPO / path).is_dir()] if rung.linked else [runs_dir / rung.name]
     return {rung.name: [(run, load_result(rung, run)) for run in runs(rung)] for rung in RUNGS}
 
 

@@ -1,12 +1,14 @@
 """Prepare TensorFlow Datasets' `cifar10` (ArrayRecord files) offline, from the CIFAR-10 archive this project reads,
 for `--data-source tfds` and for anyone whose JAX code reads CIFAR-10 through TFDS.
 
-    python scripts/prepare_tfds.py [--data-dir D] [--tfds-data-dir T]     # T: default $TFDS_DATA_DIR, ~/tensorflow_datasets
+    python scripts/prepare_tfds.py [--data-dir D] [--tfds-data-dir T]
+    # T: default $TFDS_DATA_DIR, ~/tensorflow_datasets
 
 Run it where tensorflow-cpu, tensorflow-datasets and array-record are installed (the stock builder extracts and
 PNG-encodes through TensorFlow; the trainers read the result without it):
 
-    python -m venv .venv-tf && .venv-tf/bin/pip install tensorflow-cpu tensorflow-datasets array-record pillow importlib_resources
+    python -m venv .venv-tf &&
+        .venv-tf/bin/pip install tensorflow-cpu tensorflow-datasets array-record pillow importlib_resources
     .venv-tf/bin/python scripts/prepare_tfds.py --data-dir ../shared/data/cifar10
 
 TFDS's builder downloads the BINARY archive (cifar-10-binary.tar.gz). This script writes that archive from the
@@ -86,7 +88,8 @@ def place_as_downloaded(dataset: data.Cifar10, download_dir: Path) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="the archive's folder (default: $CIFAR10_DIR, the cache, the download)")
-    parser.add_argument("--tfds-data-dir", help="TFDS's data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
+    parser.add_argument("--tfds-data-dir",
+                        help="TFDS's data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
     args = parser.parse_args(argv)
     root = tfds_data.data_root(args.tfds_data_dir)
     missing = [name for name in ("tensorflow", "tensorflow_datasets", "array_record")

@@ -251,7 +251,8 @@ def latest_test_error(run: Run) -> str:
 
 
 IN_PROGRESS_COLUMNS = ("Run", "Backend", "Depth", "Iterations", "Train images", "Seed", "Steps done",
-                       "Latest test error (step)", "Wall time so far", "Images/s (median)", "Remaining steps at that rate",
+                       "Latest test error (step)", "Wall time so far", "Images/s (median)",
+                       "Remaining steps at that rate",
                        "Hardware", "Commit")
 
 
@@ -271,7 +272,8 @@ def in_progress_row(run: Run, out_dir: Path) -> list:
     train_images = train_images_cell(run)
     wall, rate, remaining = progress_so_far(run)
     hw, git = slices_hardware_and_commits(run)
-    return [f"[{run.name}]({link}/)", run.backend, str(run.depth), schedule_label(run.iterations, recipe.get("milestones")),
+    return [f"[{run.name}]({link}/)", run.backend, str(run.depth),
+            schedule_label(run.iterations, recipe.get("milestones")),
             train_images, str(recipe.get("seed", "—")), f"{run.last_step:,} of {run.iterations:,}",
             latest_test_error(run), duration(wall), "—" if rate is None else f"{rate:,.1f}",
             "—" if remaining is None else f"{duration(remaining)} of training", hw, git]
@@ -314,7 +316,8 @@ def paper_protocol(run: Run) -> bool:
     """Table 6's protocol: all 64,000 iterations done, lr drops at 32k and 48k, all 50,000 training images, and
     nothing departing from the paper's recipe at the run's depth."""
     f = run.final
-    return (f.get("steps_completed") == f.get("iterations") == PAPER_ITERATIONS and f.get("final_test_error") is not None
+    return (f.get("steps_completed") == f.get("iterations") == PAPER_ITERATIONS
+            and f.get("final_test_error") is not None
             and list(run.recipe.get("milestones") or [32_000, 48_000]) == [32_000, 48_000]
             and bool(run.recipe.get("full_train")) and not run.departures)
 
@@ -399,7 +402,8 @@ def summary_lines(runs: list, figure: str | None) -> list:
              difference_cell(welch_interval(errors.get("torch_impl", []), errors.get("jax_impl", [])))]
             for depth, errors in table.items()]
     lines = [markdown_table(rows, SUMMARY_COLUMNS), ""]
-    lines += [verdict(depth, errors.get("torch_impl", []), errors.get("jax_impl", [])) for depth, errors in table.items()]
+    lines += [verdict(depth, errors.get("torch_impl", []), errors.get("jax_impl", []))
+              for depth, errors in table.items()]
     if figure:
         lines += ["", f"![Final test error against depth, each seed a point, beside Table 6]({figure})"]
     return lines

@@ -39,7 +39,8 @@ def test_the_defaults_are_the_papers():
 
 @pytest.mark.parametrize("field, value, flag", [
     ("optimizer", "rmsprop", "--optimizer"), ("downsample", "avgpool", "--downsample"),
-    ("architecture", "vgg16", "--architecture"), ("bn_eps", 0.0, "--bn-eps"), ("bn_momentum", 0.99 + 1, "--bn-momentum"),
+    ("architecture", "vgg16", "--architecture"), ("bn_eps", 0.0, "--bn-eps"),
+    ("bn_momentum", 0.99 + 1, "--bn-momentum"),
     ("bn_momentum", 0.0, "--bn-momentum"), ("augment", "crop", "--augment"), ("lr_decay", 0.0, "--lr-decay"),
     ("test_subtract_mean", "no", "--test-mean-subtraction"), ("imagenet_head", 1000, "--imagenet-head")])
 def test_a_bad_departure_is_a_one_line_error_naming_its_flag(field, value, flag):
@@ -136,7 +137,8 @@ def test_flip_only_and_the_test_time_mean_choice_reach_the_run_and_both_evaluate
     assert recipe.lr_values() == (0.1, 0.1, 0.1)  # --lr-decay 1: a constant lr
     weights = run / "checkpoints" / "final.safetensors"
     for evaluate_command in EVALUATES.values():  # the test images fed as the trainer's evaluation fed them
-        assert evaluate_command.main(["--checkpoint", str(weights), "--data-dir", data_dir]) == final["final_test_error"]
+        assert evaluate_command.main(["--checkpoint", str(weights),
+                                      "--data-dir", data_dir]) == final["final_test_error"]
 
 
 @pytest.mark.parametrize("backend", TRAINERS)

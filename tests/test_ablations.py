@@ -38,7 +38,8 @@ def tiny_set(tmp_path_factory):
     assert subprocess.run(command, cwd=ROOT, capture_output=True, timeout=600).returncode == 75
     assert ablations.state_of(stopped) == "started"
     done = subprocess.run([sys.executable, "scripts/ablations.py", "run", "--runs", str(runs), "--data-dir",
-                           str(root / "data"), "--only", "baseline,baseline-seed1,adam-lr0.001,logit-relu,bn-momentum-0.01",
+                           str(root / "data"), "--only",
+                           "baseline,baseline-seed1,adam-lr0.001,logit-relu,bn-momentum-0.01",
                            "--jobs", "1",
                            *TINY_FLAGS], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("cifar_core", "jax_impl", "torch_impl", "interop")
-FRAMEWORKS = ("jax", "jaxlib", "flax", "optax", "chex", "torch", "torchvision", "tensorflow")  # tfds reads data: allowed
+FRAMEWORKS = ("jax", "jaxlib", "flax", "optax", "chex", "torch", "torchvision",
+              "tensorflow")  # tfds reads data: allowed
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -83,7 +84,8 @@ def test_the_checks_see_a_lazy_import(tmp_path):
     """The checks above can fail: an import inside a function is found, relative imports resolve."""
     package = tmp_path / "cifar_core"
     package.mkdir()
-    (package / "sneaky.py").write_text("def f():\n    from torch_impl.checkpoint import read_neutral\n    from . import data\n"
+    (package / "sneaky.py").write_text("def f():\n    from torch_impl.checkpoint import read_neutral\n"
+                                       "    from . import data\n"
                                        "    from ..jax_impl import model\n")
     assert imports_of(package / "sneaky.py", tmp_path) >= {"torch_impl.checkpoint", "cifar_core.data",
                                                            "jax_impl.model"}

@@ -81,7 +81,8 @@ args=("$@")
 for i in "${!args[@]}"; do
     case ${args[$i]} in --run-dir) run=${args[$((i + 1))]} ;; --time-budget) budget=${args[$((i + 1))]} ;; esac
 done
-echo "$backend threads=$OMP_NUM_THREADS cpus=$(taskset -pc $$ | cut -d: -f2 | tr -d ' ') budget=$budget $*" >> "$FAKE_LOG"
+echo "$backend threads=$OMP_NUM_THREADS cpus=$(taskset -pc $$ | cut -d: -f2 | tr -d ' ') budget=$budget $*" \
+    >> "$FAKE_LOG"
 if [ "$backend" = torch_impl ]; then sleep 1; exit 0; fi
 case " $* " in *" --resume "*) exit 0 ;; esac
 echo '{}' > "$run/config.json"

@@ -26,7 +26,8 @@ def write_run(root: Path, name: str, backend: str, *, depth=32, iterations=2000,
     run.mkdir(parents=True)
     recipe = {"depth": depth, "batch_size": 128, "iterations": iterations, "seed": seed, "full_train": full_train,
               "lr": 0.1, "lr_decay": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
-              "milestones": [iterations // 2, iterations * 3 // 4], "milestone_fractions": [0.5, 0.75], **(recipe or {})}
+              "milestones": [iterations // 2, iterations * 3 // 4], "milestone_fractions": [0.5, 0.75],
+              **(recipe or {})}
     config = {"backend": backend, "recipe": recipe, "options": {}, "command": ["train.py"],
               "git": {"commit": commit, "dirty": dirty}, "versions": {},
               "hardware": {"cpu": "Fake CPU 9000", "cpu_count": 4, "devices": list(devices)},
@@ -164,7 +165,8 @@ def test_slices_of_a_run_that_spans_machines(tmp_path):
         "1× NVIDIA H200, 34,000 steps in 8m 20s (all 64,000 at that pace: 15m 41s).")
     assert "| torch_impl-resnet32-64k-seed0 | 2 | 30,000 → 64,000 | 2026-01-02 00:00:00 | 8m 20s | finished | " \
            "1× NVIDIA H200 | bbbbbbb |" in readme
-    assert "| jax_impl-resnet32-64k-seed0 | 1 | 0 → ? | 2026-01-01 00:00:00 | — | still running, or killed |" in readme
+    assert "| jax_impl-resnet32-64k-seed0 | 1 | 0 → ? | 2026-01-01 00:00:00 | — | " \
+           "still running, or killed |" in readme
     assert "| 64,000 of 64,000 | 30.00% (64,000) | 1h 46m | 100.0 | 0m 00s of training |" in readme
     in_progress = readme.split("## In progress", 1)[1].split("## Slices")[0]
     assert "jax_impl-resnet32-64k-seed0" in in_progress and "torch_impl" not in in_progress
@@ -261,7 +263,8 @@ def paper_run(root, backend, depth, seed, test_error, **kwargs):
 
 
 def test_summary_statistics():
-    assert report.spread([7.4, 7.0, 7.2]) == "7.20% (7.00–7.40%, n=3)" and report.spread([7.5]) == "7.50% (7.50–7.50%, n=1)"
+    assert report.spread([7.4, 7.0, 7.2]) == "7.20% (7.00–7.40%, n=3)" \
+        and report.spread([7.5]) == "7.50% (7.50–7.50%, n=1)"
     assert report.spread([7.0, 7.1, 7.4, 9.0]) == "7.25% (7.00–9.00%, n=4)" and report.spread([]) == "—"
     # Welch: 7.2 ± 0.2 (n=3) against 7.7 ± 0.28 (n=2): variances of the means 0.04/3 and 0.08/2
     a, b = [7.0, 7.2, 7.4], [7.5, 7.9]
@@ -322,7 +325,8 @@ def test_summary_by_depth_of_paper_protocol_runs(tmp_path):
     paper_run(root, "jax_impl", 110, 1, 0.0700)  # no warm-up: not the paper's ResNet-110
     paper_run(root, "torch_impl", 32, 9, 0.0500, recipe={"optimizer": "adam"})
     paper_run(root, "torch_impl", 32, 8, 0.0500, recipe=warmup)  # the warm-up departs from the paper at depth 32
-    write_run(root, "torch_impl-resnet32-64k-45k", "torch_impl", iterations=64000, final={**PAPER_64K, "final_test_error": 0.05})
+    write_run(root, "torch_impl-resnet32-64k-45k", "torch_impl", iterations=64000,
+              final={**PAPER_64K, "final_test_error": 0.05})
     short = paper_run(root, "jax_impl", 32, 7, 0.0500)
     final = json.loads((short / "final.json").read_text())
     (short / "final.json").write_text(json.dumps({**final, "steps_completed": 30000}))
@@ -334,7 +338,8 @@ def test_summary_by_depth_of_paper_protocol_runs(tmp_path):
     rows = markdown_rows(summary, "Depth")
     assert [list(row.values()) for row in rows] == [
         ["32", "7.51%", "7.35% (7.21–7.42%, n=3)", "7.58% (7.42–7.74%, n=2)", "-0.25 points (-1.53 to +1.02)"],
-        ["110", "6.43% (best of 5 runs; mean 6.61±0.16)", "6.50% (6.50–6.50%, n=1)", "6.40% (6.40–6.40%, n=1)", "n/a"]]
+        ["110", "6.43% (best of 5 runs; mean 6.61±0.16)", "6.50% (6.50–6.50%, n=1)", "6.40% (6.40–6.40%, n=1)",
+         "n/a"]]
     sentences = [line for line in summary.splitlines() if line.startswith("ResNet-")]
     assert sentences[0].startswith("ResNet-32: no detectable difference between the backends")
     assert sentences[1].startswith("ResNet-110: too few seeds") and len(sentences) == 2

@@ -56,7 +56,8 @@ def ms(seconds: float | None) -> str:
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
@@ -88,7 +89,8 @@ class Provenance:
         return cls("python scripts/benchmark.py " + shlex.join(argv),
                    datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                    (git["commit"] or "unknown") + (" (dirty tree)" if git["dirty"] else ""),
-                   f"{cpu_name()}, {os.cpu_count()} cores ({usable_cores()} usable by this process)", os.getloadavg()[0])
+                   f"{cpu_name()}, {os.cpu_count()} cores ({usable_cores()} usable by this process)",
+                   os.getloadavg()[0])
 
     def lines(self) -> list[str]:
         return [f"- Date: {self.date}", f"- Command: `{self.command}`", f"- Git commit: {self.commit}"]

@@ -71,7 +71,8 @@ def measure(setup: Setup, provenance: Provenance) -> dict:
         f"{provenance.cpu}; torch threads {torch.get_num_threads()}"
     return {"setup": setup, "provenance": provenance, "variants": list(variants),
             "medians": medians_in_rounds(calls, setup.warmup, setup.repeats, setup.rounds),
-            "device": f"{device_name}; load average {provenance.load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end",
+            "device": f"{device_name}; load average {provenance.load:.2f} at the start, "
+                      f"{os.getloadavg()[0]:.2f} at the end",
             "versions": f"torch {torch.__version__}; jax {jax.__version__}",
             "options": ", ".join(f"{k}={v}" for k, v in (options or {}).items()) or "none on this platform"}
 
@@ -94,7 +95,8 @@ def torch_conv_kernels(batch, size, channels, device, channels_last):
     import torch
     layout = torch.channels_last if channels_last else torch.contiguous_format
     make = lambda *shape: torch.randn(*shape, device=device).contiguous(memory_format=layout)  # noqa: E731
-    x, grad, weight = make(batch, channels, size, size), make(batch, channels, size, size), make(channels, channels, 3, 3)
+    x, grad, weight = (make(batch, channels, size, size), make(batch, channels, size, size),
+                       make(channels, channels, 3, 3))
     conv = ([1, 1], [1, 1], [1, 1], False, [0, 0], 1)  # stride, padding, dilation, transposed, output_padding, groups
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 

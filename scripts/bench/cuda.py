@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     parser.add_argument("--backends", nargs="+", choices=("torch", "jax"), default=["torch", "jax"])
     parser.add_argument("--shares", type=positive, nargs="*", default=[2, 4],
-                        help=f"N copies of the ResNet-{SHARED_DEPTH} fp32 run sharing the GPU, per backend (none: skip)")
+                        help=f"N copies of the ResNet-{SHARED_DEPTH} fp32 run sharing the GPU, per backend "
+                             "(none: skip)")
     parser.add_argument("--seconds", type=float, default=10.0, help="timed window of each configuration")
     parser.add_argument("--warmup", type=positive, default=5, help="untimed calls first (the first compiles)")
     parser.add_argument("--train-images", type=positive, default=50_000, help="synthetic train split on the GPU")
@@ -156,7 +157,8 @@ def run_copies(config: StepConfig, timing: Timing) -> list[dict]:
             if copy.wait():
                 fail(f"{config.flags()}: a worker exited {copy.returncode}: "
                      f"{(barrier / f'copy-{i}.err').read_text().strip()[-800:]}")
-        return [json.loads((barrier / f"copy-{i}.out").read_text().strip().splitlines()[-1]) for i in range(len(copies))]
+        return [json.loads((barrier / f"copy-{i}.out").read_text().strip().splitlines()[-1])
+                for i in range(len(copies))]
 
 
 def start_copy(command: list[str], stem: Path) -> subprocess.Popen:
@@ -171,7 +173,8 @@ def worker(config: StepConfig, timing: Timing, barrier: Path) -> dict:
     from cifar_core import pipeline, synthetic
     from cifar_core.recipe import Recipe
     dataset = synthetic.make_dataset(n_train=timing.train_images, n_test=16, seed=0)
-    train = pipeline.build(Recipe(depth=config.depth, batch_size=config.batch_size, full_train=True), dataset=dataset).train
+    train = pipeline.build(Recipe(depth=config.depth, batch_size=config.batch_size, full_train=True),
+                           dataset=dataset).train
     runner = RUNNERS[config.backend](config, train, [train.batch(0)], backend_device(config.backend, timing.device))
     start = time.perf_counter()
     runner.call(0)
@@ -238,7 +241,8 @@ def render(results: dict) -> str:
                  ", ".join(f"{copy['steps']} timed step{'s' * (copy['steps'] > 1)}" for copy in copies)]
                 for c, copies in runs.items()]
         return "\n\n".join([listing, "## Dry run: each configuration's code path on the CPU, ResNet-8, batch 4 "
-                              "(no timings)\n\n" + table(["backend", "mode", "precision", "processes", "ran"], rows)]) + "\n"
+                              "(no timings)\n\n" + table(["backend", "mode", "precision", "processes", "ran"],
+                                                         rows)]) + "\n"
     figure = lambda config: summary(runs.get(config))  # noqa: E731
     return "\n\n".join([
         "# Training steps on one GPU, PyTorch and JAX",
@@ -258,10 +262,12 @@ def render(results: dict) -> str:
               f"{other_way(setup, b, d).mode()}: {rate(figure(other_way(setup, b, d)))}",
               ratio(figure(other_way(setup, b, d)), figure(trainer_way(setup, b, d)))]
              for b in setup.backends for d in setup.depths]),
-        f"## N copies sharing the GPU, ResNet-{SHARED_DEPTH} fp32 (images/s summed over the copies, ms/step per copy)\n\n"
+        f"## N copies sharing the GPU, ResNet-{SHARED_DEPTH} fp32 (images/s summed over the copies, "
+        "ms/step per copy)\n\n"
         + table(["backend", "copies", "images/s (ms/step)", "x one copy"],
                 [[BACKENDS[b], str(n), rate(figure(trainer_way(setup, b, SHARED_DEPTH, processes=n))),
-                  ratio(figure(trainer_way(setup, b, SHARED_DEPTH, processes=n)), figure(trainer_way(setup, b, SHARED_DEPTH)))]
+                  ratio(figure(trainer_way(setup, b, SHARED_DEPTH, processes=n)),
+                        figure(trainer_way(setup, b, SHARED_DEPTH)))]
                  for b in setup.backends for n in (1, *setup.shares)]),
         render_configurations(results["configs"], "The configurations, with their first call (seconds, compiling)",
                               runs)]) + "\n"

@@ -61,7 +61,8 @@ def measure(setup: Setup, provenance: Provenance) -> dict:
 
 
 def start_trainer(setup: Setup, backend: str, run_dir: Path, core: int | None):
-    command = [sys.executable, "-m", f"{backend}.train", "--preset", "paper", "--full-train", "--depth", str(setup.depth),
+    command = [sys.executable, "-m", f"{backend}.train", "--preset", "paper", "--full-train",
+               "--depth", str(setup.depth),
                "--batch-size", str(setup.batch_size), "--log-every", str(setup.log_every), "--time-budget",
                str(setup.seconds), "--no-progress", "--run-dir", str(run_dir)]
     command += ["--data-dir", setup.data_dir] if setup.data_dir else []
@@ -69,7 +70,8 @@ def start_trainer(setup: Setup, backend: str, run_dir: Path, core: int | None):
     if core is not None:
         command = ["taskset", "-c", str(core), *command]
         env["OMP_NUM_THREADS"] = "1"
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
     return process, run_dir
 
 
@@ -80,7 +82,8 @@ def trainer_rate(run) -> float:
     if process.returncode != 75:  # the time budget's resumable exit
         fail(f"{' '.join(process.args[:6])}... exited {process.returncode}: {err.strip()[-500:]}")
     metrics = run_dir / "metrics.jsonl"  # none if the budget ran out before the first record
-    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    records = [json.loads(line) for line in metrics.read_text().splitlines()
+               if line.strip()] if metrics.exists() else []
     rates = [r["images_per_s"] for r in records if r["kind"] == "train" and r["images_per_s"]][1:]
     if len(rates) < 3:
         fail(f"{run_dir.name}: only {len(rates)} timed records; give more --seconds")
@@ -95,11 +98,14 @@ def render(results: dict) -> str:
     return "\n".join([
         "# Placement of the two paper runs on this CPU", "",
         f"`{provenance.command}` on {provenance.cpu}, {provenance.date}, commit {provenance.commit}. "
-        f"ResNet-{setup.depth}, batch {setup.batch_size}, training images/s (median of the metrics records after the first).", "",
+        f"ResNet-{setup.depth}, batch {setup.batch_size}, training images/s (median of the metrics records "
+        "after the first).", "",
         table(["Placement", "torch_impl images/s", "jax_impl images/s", "Both runs, images/s", "Two 64k runs take"], [
-            [f"one after the other, {usable_cores()} threads each", f"{alone['torch_impl']:.1f}", f"{alone['jax_impl']:.1f}",
+            [f"one after the other, {usable_cores()} threads each", f"{alone['torch_impl']:.1f}",
+             f"{alone['jax_impl']:.1f}",
              f"{sequential:.1f}", hours(sequential)],
             ["side by side, one pinned core and thread each", f"{side['torch_impl']:.1f}", f"{side['jax_impl']:.1f}",
              f"{parallel:.1f}", hours(parallel)]]), "",
         f"Side by side is {parallel / sequential:.2f}x the throughput of one after the other"
-        + (" (scripts/paper_slice.sh runs them so)." if parallel > sequential else "; run the backends one after the other here.")]) + "\n"
+        + (" (scripts/paper_slice.sh runs them so)." if parallel > sequential
+           else "; run the backends one after the other here.")]) + "\n"

@@ -44,7 +44,8 @@ class StepConfig:
             flags += ["--compile"] * self.compile
         else:
             flags += [f"--steps-per-call {self.steps_per_call}"]
-        return " ".join([f"python -m {self.backend}_impl.train --depth {self.depth} --batch-size {self.batch_size}", *flags])
+        return " ".join([f"python -m {self.backend}_impl.train --depth {self.depth} --batch-size {self.batch_size}",
+                         *flags])
 
     def tiny(self) -> "StepConfig":
         """The same code path at the dry run's size: ResNet-8, batch 4, at most 2 steps per call and 2 processes."""
