@@ -174,11 +174,13 @@ class Tracker:
     def should_eval(self, step: int) -> bool:
         return step % self.recipe.eval_every == 0 or step == self.recipe.iterations
 
-    def log_train(self, step: int, loss_sum: float, correct_sum: float, images: int) -> dict:
-        """Record the mean loss and error of the steps since the last record. Raises on a non-finite loss."""
+    def log_train(self, step: int, loss_sum: float, correct_sum: float) -> dict:
+        """Record the mean loss and error of the steps since the last record (`loss_sum` and `correct_sum` over
+        their global batches). Raises on a non-finite loss."""
         elapsed = self.interval_time + time.perf_counter() - self.interval_start
         self.train_time += elapsed
         steps = step - self.last_logged_step
+        images = steps * self.recipe.batch_size
         loss = loss_sum / images
         if not math.isfinite(loss):
             where = (f"the last good checkpoint (step {self.last_good_checkpoint}) is kept in {self.run.checkpoints}"
@@ -188,7 +190,7 @@ class Tracker:
                 f"{where}. Lower --lr or check the data.")
         record = {"kind": "train", "step": step, "epoch": round(step / self.steps_per_epoch, 4),
                   "lr": self.warmup.lr_at(step - 1), "loss": loss, "train_error": 1.0 - correct_sum / images,
-                  "images_per_s": steps * self.recipe.batch_size / elapsed if elapsed > 0 else None,
+                  "images_per_s": images / elapsed if elapsed > 0 else None,
                   "wall_time": round(self.wall_time(), 3)}
         self.run.log(record)
         self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{record['lr']:.3g}",

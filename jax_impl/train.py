@@ -389,8 +389,7 @@ def run(args, stop: StopSignal) -> dict | None:
         loss_sum, correct = loss_sum + metrics["loss_sum"], correct + metrics["correct"]  # stays on device
         step += count
         if tracker.should_log(step):
-            images_seen = recipe.batch_size * (step - tracker.last_logged_step)
-            tracker.log_train(step, float(loss_sum), float(correct), images_seen)
+            tracker.log_train(step, float(loss_sum), float(correct))
             loss_sum = correct = 0.0
         if tracker.should_eval(step) and step < recipe.iterations:
             with tracker.paused():

@@ -217,8 +217,7 @@ def run(args, stop: StopSignal) -> dict | None:
             totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
             if world > 1:
                 dist.all_reduce(totals)
-            images_seen = recipe.batch_size * (step - tracker.last_logged_step)
-            tracker.log_train(step, totals[0].item(), totals[1].item(), images_seen)
+            tracker.log_train(step, totals[0].item(), totals[1].item())
             loss_sum = correct = torch.zeros((), device=device)
         if tracker.should_eval(step) and step < recipe.iterations:
             with tracker.paused():
