@@ -7,6 +7,7 @@ backends is a difference in the function they compute or in the optimiser, never
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import tempfile
@@ -349,26 +350,47 @@ def _cross_entropy(logits, labels):
 # --------------------------------------------------------------------------------------------- evaluation
 
 
-def test_set_logits(path, data_dir, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """float32 logits of a neutral weights file on the test set (its first `limit` images, or all) in both
-    backends, and the labels."""
+BACKENDS = ("torch_impl", "jax_impl")
+
+
+def test_set_logits(path, data_dir, limit: int | None = None, backends=BACKENDS) -> tuple[dict, np.ndarray]:
+    """({backend: float32 logits}, labels) of a neutral weights file on the test set (its first `limit` images, or
+    all), in each of `backends`."""
     tensors, depth = weights.load(path)
-    images, labels = evaluation.test_set(evaluation.recipe_of(weights.metadata(path)), data_dir)
-    images, labels = images[:limit], labels[:limit]
+    dataset = data.load(data_dir)
+    labels = np.asarray(dataset.test_labels[:limit])
+    mean = evaluation.test_mean_image(evaluation.recipe_of(weights.metadata(path)), dataset)
+    predictors = {backend: {"torch_impl": torch_predictor, "jax_impl": jax_predictor}[backend](tensors, depth)
+                  for backend in backends}
+    logits = {backend: [] for backend in backends}
+    for start in range(0, len(labels), 1000):
+        chunk = data.normalize(dataset.test_images[start:min(start + 1000, len(labels))], mean)
+        for backend, predict in predictors.items():
+            logits[backend].append(predict(chunk))
+    return {backend: np.concatenate(parts) for backend, parts in logits.items()}, labels
+
+
+def torch_predictor(tensors: dict, depth: int):
     model = torch_model(tensors, np.float32).eval()
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch_input(images, np.float32)).numpy()
+    return predict
+
+
+def jax_predictor(tensors: dict, depth: int):
     variables = jax_ckpt.from_neutral(tensors)
-    # The convolutions jax_impl.evaluate runs (oneDNN's on CPU), compiled as jax_impl.train compiles its
-    # evaluation (compile_predict), XLA options included.
-    jax_model = ResNet(depth, conv_kernels=jax_platforms.resolve_conv_kernels("auto", jax.default_backend()))
-    apply = jax.jit(lambda v, x: jax_model.apply(v, x, train=False),
-                    compiler_options=jax_platforms.compiler_options(jax.default_backend()))
-    torch_logits, jax_logits = [], []
-    with torch.inference_mode():
-        for start in range(0, len(images), 1000):
-            chunk = images[start:start + 1000]
-            torch_logits.append(model(torch_input(chunk, np.float32)).numpy())
-            jax_logits.append(np.asarray(apply(variables, chunk)))
-    return np.concatenate(torch_logits), np.concatenate(jax_logits), np.asarray(labels)
+    return lambda images: np.asarray(jax_predict(depth)(variables, images))
+
+
+@functools.lru_cache(maxsize=None)
+def jax_predict(depth: int):
+    """The evaluation jax_impl.evaluate runs (oneDNN's convolutions on CPU), compiled as jax_impl.train compiles it
+    (compile_predict), XLA options included; one per depth, so runs of one depth share its compilation."""
+    model = ResNet(depth, conv_kernels=jax_platforms.resolve_conv_kernels("auto", jax.default_backend()))
+    return jax.jit(lambda variables, images: model.apply(variables, images, train=False),
+                   compiler_options=jax_platforms.compiler_options(jax.default_backend()))
 
 
 # --------------------------------------------------------------------------------------------- torch DDP

@@ -168,8 +168,8 @@ def main(argv=None):
     for path in sorted((ROOT / "results" / "runs").glob("*/checkpoints/final.safetensors")):
         if data_dir is None:
             break
-        torch_logits, jax_logits, _ = harness.test_set_logits(path, data_dir)
-        mismatches = int(np.sum(torch_logits.argmax(1) != jax_logits.argmax(1)))
+        logits, _ = harness.test_set_logits(path, data_dir)
+        mismatches = int(np.sum(logits["torch_impl"].argmax(1) != logits["jax_impl"].argmax(1)))
         row(f"7. test-set predictions of {path.parent.parent.name} (10,000 images): mismatches", "float32", 0,
             mismatches)
 

@@ -61,7 +61,7 @@ def test_convs_times_every_kernel_at_every_stage(tmp_path):
 @pytest.mark.slow
 def test_placement_runs_the_trainers_alone_then_side_by_side(data_dir, tmp_path):
     out = tmp_path / "placement.md"
-    done = benchmark("placement", "--depth", "8", "--batch-size", "16", "--log-every", "2", "--seconds", "20",
+    done = benchmark("placement", "--depth", "8", "--batch-size", "16", "--log-every", "2", "--seconds", "10",
                      "--data-dir", data_dir, "--out", out)
     assert done.returncode == 0, done.stderr[-2000:]
     report = out.read_text()

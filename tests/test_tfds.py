@@ -3,8 +3,10 @@ back without TensorFlow and put in the official order, gives the archive's array
 hashes and the same training losses; `auto` falls back to it; a missing one is a one-line error.
 
 Preparing needs TensorFlow, which the project does not depend on: the tests run prepare_tfds.py with the Python in
-$TFDS_PREPARE_PYTHON (.ci/run makes one), once per session, from the real CIFAR-10 when $CIFAR10_DIR names it,
-else from a small synthetic archive; without that Python they are skipped. Reading needs the `tfds` extra.
+$TFDS_PREPARE_PYTHON (.ci/run makes one), once per session, from a small synthetic archive in the official layout;
+without that Python they are skipped. Reading needs the `tfds` extra. The real CIFAR-10 takes the same code path
+(and a minute to prepare); prepare_tfds.py itself checks, every time it prepares, that what it wrote reads back as
+the archive's images byte for byte.
 """
 
 from __future__ import annotations
@@ -34,40 +36,34 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*differ from
 def prepared_session(tmp_path_factory):
     pytest.importorskip("tensorflow_datasets", reason="the tfds extra: pip install -e '.[tfds]'")
     root = tmp_path_factory.mktemp("tfds")
-    real = os.environ.get("CIFAR10_DIR")
-    if real and data._source_in(Path(real)) is not None:
-        archive = Path(real)
-    else:
-        archive = root / "archive"
-        synthetic.write_archive(archive, train_per_batch=40, test_size=40)
+    archive = root / "archive"
+    synthetic.write_archive(archive, train_per_batch=40, test_size=40)
     env = {**os.environ, "RESNET_CIFAR_CACHE": str(root / "prepare-cache")}
     done = subprocess.run([PREPARE_PYTHON, "scripts/prepare_tfds.py", "--data-dir", str(archive),
                            "--tfds-data-dir", str(root / "tfds")], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=1800)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "images equal the archive's" in done.stdout
-    return archive, root / "tfds", archive != root / "archive", root / "cache"
+    return archive, root / "tfds", root / "cache"
 
 
 @pytest.fixture
 def prepared(prepared_session, monkeypatch):
-    """(archive folder, TFDS data folder, whether the archive is the real CIFAR-10); the decoded arrays are cached
-    once for all these tests (each other test gets a cache of its own)."""
-    archive, tfds_dir, real, cache = prepared_session
+    """(archive folder, TFDS data folder); the decoded arrays are cached once for all these tests (each other test
+    gets a cache of its own)."""
+    archive, tfds_dir, cache = prepared_session
     monkeypatch.setenv("RESNET_CIFAR_CACHE", str(cache))
-    return archive, tfds_dir, real
+    return archive, tfds_dir
 
 
 @needs_prepared
 def test_tfds_copy_equals_the_archive_byte_for_byte(prepared):
-    archive_dir, tfds_dir, real = prepared
+    archive_dir, tfds_dir = prepared
     archive = data.load(archive_dir, source="archive")
     copy = data.load(source="tfds", tfds_data_dir=tfds_dir)
     assert copy.source.startswith("tfds:") and copy.content_sha256 == archive.content_sha256
     for name in ("train_images", "train_labels", "test_images", "test_labels"):
         np.testing.assert_array_equal(getattr(copy, name), getattr(archive, name), err_msg=name)
-    if real:
-        assert copy.content_sha256 == data.CONTENT_SHA256
     again = data.load(source="tfds", tfds_data_dir=tfds_dir)  # the decoded cache
     assert isinstance(again.train_images, np.memmap) and again.content_sha256 == copy.content_sha256
 
@@ -75,7 +71,7 @@ def test_tfds_copy_equals_the_archive_byte_for_byte(prepared):
 @needs_prepared
 @pytest.mark.parametrize("backend", TRAINERS)
 def test_training_from_tfds_gives_the_archives_losses(prepared, backend, tmp_path):
-    archive_dir, tfds_dir, _ = prepared
+    archive_dir, tfds_dir = prepared
     common = ["--preset", "smoke", "--iterations", "4", "--eval-every", "4", "--log-every", "1", "--no-progress"]
     TRAINERS[backend].main([*common, "--data-source", "tfds", "--tfds-data-dir", str(tfds_dir),
                             "--run-dir", str(tmp_path / "tfds")])
@@ -91,7 +87,7 @@ def test_training_from_tfds_gives_the_archives_losses(prepared, backend, tmp_pat
 
 @needs_prepared
 def test_auto_falls_back_to_a_prepared_tfds_copy_and_data_info_reads_it(prepared, monkeypatch):
-    archive_dir, tfds_dir, _ = prepared
+    archive_dir, tfds_dir = prepared
     monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))  # no archive anywhere: $CIFAR10_DIR unset, empty cache
     assert data.load().source.startswith("tfds:")
     info = subprocess.run([sys.executable, "scripts/data_info.py", "--data-source", "tfds"], cwd=ROOT,
@@ -102,7 +98,7 @@ def test_auto_falls_back_to_a_prepared_tfds_copy_and_data_info_reads_it(prepared
 
 @needs_prepared
 def test_preparing_again_changes_nothing(prepared):
-    archive_dir, tfds_dir, _ = prepared
+    archive_dir, tfds_dir = prepared
     before = {p: p.stat().st_mtime_ns for p in tfds_dir.rglob("*") if p.is_file()}
     done = subprocess.run([PREPARE_PYTHON, "scripts/prepare_tfds.py", "--data-dir", str(archive_dir),
                            "--tfds-data-dir", str(tfds_dir)], cwd=ROOT, capture_output=True, text=True, timeout=600)
