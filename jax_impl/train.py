@@ -240,12 +240,13 @@ def compile_predict(mesh: Mesh, xla_options: dict | str | None = "auto"):
 
 
 def evaluate(model: ResNet, variables, images: np.ndarray, labels: np.ndarray, batch_size: int, mesh: Mesh):
-    """Top-1 error in eval mode; None for an empty set. Batches are padded to one shape (one compile)."""
+    """Top-1 error in eval mode; None for an empty set. Batches are padded to one shape, `batch_size` or the whole
+    set when it is smaller (one compile per set size; a small set is not padded to a large batch)."""
     if len(images) == 0:
         return None
     devices, world, rank = mesh.size, jax.process_count(), jax.process_index()
     predict_fn = compile_predict(mesh)
-    padded = -(-batch_size // devices) * devices
+    padded = -(-min(batch_size, len(images)) // devices) * devices
     wrong = 0
     for x, y in eval_batches(images, labels, batch_size):
         valid = len(x)
