@@ -350,23 +350,17 @@ def _cross_entropy(logits, labels):
 # --------------------------------------------------------------------------------------------- evaluation
 
 
-BACKENDS = ("torch_impl", "jax_impl")
-
-
-def test_set_logits(path, data_dir, limit: int | None = None, backends=BACKENDS) -> tuple[dict, np.ndarray]:
+def test_set_logits(path, data_dir, limit: int | None = None, backends=None) -> tuple[dict, np.ndarray]:
     """({backend: float32 logits}, labels) of a neutral weights file on the test set (its first `limit` images, or
-    all), in each of `backends`."""
+    all), in each of `backends` (default: both)."""
     tensors, depth = weights.load(path)
-    dataset = data.load(data_dir)
-    labels = np.asarray(dataset.test_labels[:limit])
-    mean = evaluation.test_mean_image(evaluation.recipe_of(weights.metadata(path)), dataset)
-    predictors = {backend: {"torch_impl": torch_predictor, "jax_impl": jax_predictor}[backend](tensors, depth)
-                  for backend in backends}
-    logits = {backend: [] for backend in backends}
-    for start in range(0, len(labels), 1000):
-        chunk = data.normalize(dataset.test_images[start:min(start + 1000, len(labels))], mean)
+    images, labels = evaluation.test_set(evaluation.recipe_of(weights.metadata(path)), data_dir)
+    images, labels = images[:limit], np.asarray(labels[:limit])
+    predictors = {backend: PREDICTORS[backend](tensors, depth) for backend in backends or PREDICTORS}
+    logits = {backend: [] for backend in predictors}
+    for start in range(0, len(images), 1000):
         for backend, predict in predictors.items():
-            logits[backend].append(predict(chunk))
+            logits[backend].append(predict(images[start:start + 1000]))
     return {backend: np.concatenate(parts) for backend, parts in logits.items()}, labels
 
 
@@ -380,8 +374,8 @@ def torch_predictor(tensors: dict, depth: int):
 
 
 def jax_predictor(tensors: dict, depth: int):
-    variables = jax_ckpt.from_neutral(tensors)
-    return lambda images: np.asarray(jax_predict(depth)(variables, images))
+    variables, apply = jax_ckpt.from_neutral(tensors), jax_predict(depth)
+    return lambda images: np.asarray(apply(variables, images))
 
 
 @functools.lru_cache(maxsize=None)
@@ -391,6 +385,9 @@ def jax_predict(depth: int):
     model = ResNet(depth, conv_kernels=jax_platforms.resolve_conv_kernels("auto", jax.default_backend()))
     return jax.jit(lambda variables, images: model.apply(variables, images, train=False),
                    compiler_options=jax_platforms.compiler_options(jax.default_backend()))
+
+
+PREDICTORS = {"torch_impl": torch_predictor, "jax_impl": jax_predictor}  # backend -> (tensors, depth) -> predict
 
 
 # --------------------------------------------------------------------------------------------- torch DDP
