@@ -1,6 +1,7 @@
 // oneDNN convolutions for JAX on CPU, as XLA FFI handlers (jax_impl/cpu_conv.py builds and registers them).
 //
-// Three handlers, float32, NHWC activations and HWIO weights (Flax's layouts, so no relayout on either side):
+// Three handlers, NHWC activations and HWIO weights (Flax's layouts, so no relayout on either side), all operands
+// float32 or all bfloat16 (--amp bf16: oneDNN accumulates in float32 and rounds the result to bfloat16, as XLA):
 //   cpu_conv_forward          y  = conv(x, w)
 //   cpu_conv_backward_data    dx = d conv / d x, given dy and w
 //   cpu_conv_backward_weights dw = d conv / d w, given x and dy
@@ -15,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -36,10 +38,13 @@ enum class Kind { kForward, kBackwardData, kBackwardWeights };
 // One convolution's geometry; the primitive cache's key.
 struct Geometry {
   int64_t n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, pb, pl, pr, threads;
-  auto key() const { return std::make_tuple(n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, pb, pl, pr, threads); }
-  dnnl::memory::desc src() const { return {{n, ci, h, w}, dt::f32, tag::nhwc}; }
-  dnnl::memory::desc weights() const { return {{co, ci, kh, kw}, dt::f32, tag::hwio}; }
-  dnnl::memory::desc dst() const { return {{n, co, oh, ow}, dt::f32, tag::nhwc}; }
+  dt type;
+  auto key() const {
+    return std::make_tuple(n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, pb, pl, pr, threads, static_cast<int>(type));
+  }
+  dnnl::memory::desc src() const { return {{n, ci, h, w}, type, tag::nhwc}; }
+  dnnl::memory::desc weights() const { return {{co, ci, kh, kw}, type, tag::hwio}; }
+  dnnl::memory::desc dst() const { return {{n, co, oh, ow}, type, tag::nhwc}; }
   dims strides() const { return {sh, sw}; }
   dims pad_before() const { return {pt, pl}; }
   dims pad_after() const { return {pb, pr}; }
@@ -52,7 +57,7 @@ dnnl::engine& cpu_engine() {
 
 // The weights in whatever layout oneDNN's fastest kernel for the shape wants (format "any"): with plain HWIO
 // weights it picks a slow GEMM-based convolution. Weights are small, so each call reorders them.
-dnnl::memory::desc any_weights(const Geometry& g) { return {{g.co, g.ci, g.kh, g.kw}, dt::f32, tag::any}; }
+dnnl::memory::desc any_weights(const Geometry& g) { return {{g.co, g.ci, g.kh, g.kw}, g.type, tag::any}; }
 
 dnnl::primitive_attr user_scratchpad() {
   dnnl::primitive_attr attr;
@@ -124,11 +129,28 @@ ffi::Error check_attributes(ffi::Span<const int64_t> strides, ffi::Span<const in
   return ffi::Error::Success();
 }
 
-// x [N,H,W,Ci], w [KH,KW,Ci,Co], y [N,OH,OW,Co].
-Geometry geometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w, ffi::Span<const int64_t> y,
-                  ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding, int64_t threads) {
-  return {x[0], x[1], x[2], x[3], y[1], y[2], y[3], w[0], w[1],
-          strides[0], strides[1], padding[0], padding[1], padding[2], padding[3], threads};
+// oneDNN's type for three buffers of one type, float32 or bfloat16; none otherwise.
+std::optional<dt> common_type(const ffi::AnyBuffer& a, const ffi::AnyBuffer& b, const ffi::AnyBuffer& c) {
+  ffi::DataType type = a.element_type();
+  if (b.element_type() != type || c.element_type() != type) return std::nullopt;
+  if (type == ffi::DataType::F32) return dt::f32;
+  if (type == ffi::DataType::BF16) return dt::bf16;
+  return std::nullopt;
+}
+
+// x [N,H,W,Ci], w [KH,KW,Ci,Co], y [N,OH,OW,Co] -> g.
+ffi::Error geometry(const ffi::AnyBuffer& x, const ffi::AnyBuffer& w, const ffi::AnyBuffer& y,
+                    ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding, int64_t threads, Geometry& g) {
+  if (auto error = check_attributes(strides, padding, threads); error.failure()) return error;
+  auto type = common_type(x, w, y);
+  if (!type) return ffi::Error::InvalidArgument("cpu_conv: the operands must be all float32 or all bfloat16");
+  auto xs = x.dimensions(), ws = w.dimensions(), ys = y.dimensions();
+  if (xs.size() != 4 || ws.size() != 4 || ys.size() != 4) {
+    return ffi::Error::InvalidArgument("cpu_conv: NHWC activations and HWIO weights, all of rank 4");
+  }
+  g = {xs[0], xs[1], xs[2], xs[3], ys[1], ys[2], ys[3], ws[0], ws[1],
+       strides[0], strides[1], padding[0], padding[1], padding[2], padding[3], threads, *type};
+  return ffi::Error::Success();
 }
 
 ffi::Error run(Kind kind, const Geometry& g, void* src, void* weights, void* dst) {
@@ -169,24 +191,24 @@ ffi::Error run(Kind kind, const Geometry& g, void* src, void* weights, void* dst
   return ffi::Error::Success();
 }
 
-ffi::Error forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> y,
-                   ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding, int64_t threads) {
-  if (auto error = check_attributes(strides, padding, threads); error.failure()) return error;
-  Geometry g = geometry(x.dimensions(), w.dimensions(), y->dimensions(), strides, padding, threads);
+ffi::Error forward(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> y, ffi::Span<const int64_t> strides,
+                   ffi::Span<const int64_t> padding, int64_t threads) {
+  Geometry g;
+  if (auto error = geometry(x, w, *y, strides, padding, threads, g); error.failure()) return error;
   return run(Kind::kForward, g, x.untyped_data(), w.untyped_data(), y->untyped_data());
 }
 
-ffi::Error backward_data(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> dx,
+ffi::Error backward_data(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> dx,
                          ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding, int64_t threads) {
-  if (auto error = check_attributes(strides, padding, threads); error.failure()) return error;
-  Geometry g = geometry(dx->dimensions(), w.dimensions(), dy.dimensions(), strides, padding, threads);
+  Geometry g;
+  if (auto error = geometry(*dx, w, dy, strides, padding, threads, g); error.failure()) return error;
   return run(Kind::kBackwardData, g, dx->untyped_data(), w.untyped_data(), dy.untyped_data());
 }
 
-ffi::Error backward_weights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dw,
+ffi::Error backward_weights(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi::AnyBuffer> dw,
                             ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding, int64_t threads) {
-  if (auto error = check_attributes(strides, padding, threads); error.failure()) return error;
-  Geometry g = geometry(x.dimensions(), dw->dimensions(), dy.dimensions(), strides, padding, threads);
+  Geometry g;
+  if (auto error = geometry(x, *dw, dy, strides, padding, threads, g); error.failure()) return error;
   return run(Kind::kBackwardWeights, g, x.untyped_data(), dw->untyped_data(), dy.untyped_data());
 }
 
@@ -194,11 +216,11 @@ ffi::Error backward_weights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, f
 
 #define CPU_CONV_BINDING                                  \
   ffi::Ffi::Bind()                                        \
-      .Arg<ffi::Buffer<ffi::F32>>()                       \
-      .Arg<ffi::Buffer<ffi::F32>>()                       \
-      .Ret<ffi::Buffer<ffi::F32>>()                       \
+      .Arg<ffi::AnyBuffer>()                              \
+      .Arg<ffi::AnyBuffer>()                              \
+      .Ret<ffi::AnyBuffer>()                              \
       .Attr<ffi::Span<const int64_t>>("strides")          \
-      .Attr<ffi::Span<const int64_t>>("padding")        \
+      .Attr<ffi::Span<const int64_t>>("padding")          \
       .Attr<int64_t>("threads")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CpuConvForward, forward, CPU_CONV_BINDING);

@@ -4,8 +4,8 @@ XLA:CPU's own convolutions (Eigen, YNNPACK) run ResNet-32's shapes 1.5-4x slower
 PyTorch's CPU convolutions use (results/benchmarks.md, convs); its built-in oneDNN rewrite is compiled out of
 the public jaxlib. So on CPU the model calls oneDNN itself, through XLA's FFI: `cpu_conv.cc` holds three
 handlers (forward, backward data, backward weights), and `conv_general_dilated` here is a jax.custom_vjp
-whose backward pass calls the two gradient handlers. Same parameters, same layouts (NHWC, HWIO), float32
-only (oneDNN has no float64 convolution; the float64 parity suite and --amp bf16 use XLA's).
+whose backward pass calls the two gradient handlers. Same parameters, same layouts (NHWC, HWIO), float32 or
+bfloat16 (--amp bf16; oneDNN has no float64 convolution, so the float64 parity suite uses XLA's).
 
 The handlers are compiled on first use with the C++ compiler (g++, or $CXX) against jaxlib's FFI headers
 and the oneDNN of the `onednn-cpu-gomp` / `onednn-devel-cpu-gomp` wheels, and cached by source and version
@@ -35,6 +35,7 @@ TARGETS = {"cpu_conv_forward": "CpuConvForward", "cpu_conv_backward_data": "CpuC
            "cpu_conv_backward_weights": "CpuConvBackwardWeights"}
 ONEDNN_DISTRIBUTIONS = ("onednn-cpu-gomp", "onednn-devel-cpu-gomp")
 NHWC = ("NHWC", "HWIO", "NHWC")
+DTYPES = (np.dtype(np.float32), np.dtype(jax.numpy.bfloat16))
 
 
 class Unavailable(RuntimeError):
@@ -128,8 +129,8 @@ def threads_per_device() -> int:
 
 
 def _call(target, shape, *operands, strides, padding):
-    # The result's type is the operands' (under shard_map: varying over the same mesh axes, vary_alike).
-    result = jax.typeof(operands[0]).update(shape=shape, dtype=np.float32)
+    # The result's type is the operands' (dtype, and under shard_map the mesh axes it varies over: vary_alike).
+    result = jax.typeof(operands[0]).update(shape=shape)
     return jax.ffi.ffi_call(target, result)(
         *operands, strides=np.asarray(strides, np.int64), padding=np.asarray(padding, np.int64).reshape(-1),
         threads=np.int64(threads_per_device()))
@@ -147,7 +148,7 @@ def vary_alike(*operands):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv(x, w, strides, padding):
-    """NHWC x HWIO -> NHWC, float32; `padding` ((top, bottom), (left, right))."""
+    """NHWC x HWIO -> NHWC, float32 or bfloat16; `padding` ((top, bottom), (left, right))."""
     (n, h, width, _), (kh, kw, _, co) = x.shape, w.shape
     out_h = (h + sum(padding[0]) - kh) // strides[0] + 1
     out_w = (width + sum(padding[1]) - kw) // strides[1] + 1
@@ -171,16 +172,17 @@ _conv.defvjp(_conv_forward, _conv_backward)
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
                          preferred_element_type=None):
-    """lax.conv_general_dilated for what the ResNet uses (float32 NHWC/HWIO, explicit padding, no dilation,
-    no groups), on oneDNN; anything else is a ValueError rather than a silent fallback."""
+    """lax.conv_general_dilated for what the ResNet uses (float32 or bfloat16 NHWC/HWIO, explicit padding, no
+    dilation, no groups), on oneDNN; anything else is a ValueError rather than a silent fallback. bfloat16
+    operands give a bfloat16 result accumulated in float32, as XLA's."""
     expected = lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC)
     given = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     unsupported = [what for what, bad in (
-        ("float32 operands", lhs.dtype != np.float32 or rhs.dtype != np.float32),
+        ("float32 or bfloat16 operands of one type", lhs.dtype not in DTYPES or rhs.dtype != lhs.dtype),
         ("NHWC/HWIO layouts", given != expected), ("explicit padding", isinstance(padding, str)),
         ("no dilation", any(d not in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))),
         ("no feature or batch groups", feature_group_count != 1 or batch_group_count != 1),
-        ("a float32 result", preferred_element_type not in (None, np.float32))) if bad]
+        ("a result of the operands' type", preferred_element_type not in (None, lhs.dtype))) if bad]
     if unsupported:
         raise ValueError(f"cpu_conv.conv_general_dilated needs {', '.join(unsupported)} (got {lhs.dtype} "
                          f"{lhs.shape} * {rhs.dtype} {rhs.shape}); use XLA's convolutions (--conv xla) here.")

@@ -12,7 +12,7 @@ Every choice equals the PyTorch model's; the Flax defaults that differ are overr
   both. Its momentum is PyTorch's 0.1, the new batch's weight in the running averages (Flax's nn.BatchNorm
   writes the same as momentum=0.9, the old average's weight); eps 1e-5.
 - Option-A shortcut: x[:, ::2, ::2, :] with the zero channels appended after the existing ones.
-- conv_kernels: "xla" runs the convolutions as lax.conv_general_dilated; "onednn" (CPU, float32) through
+- conv_kernels: "xla" runs the convolutions as lax.conv_general_dilated; "onednn" (CPU, float32 or bfloat16) through
   jax_impl/cpu_conv.py, the same function on oneDNN's faster kernels. Parameters are the same either way.
 - dtype and param_dtype, as in Flax's ImageNet example: the convolutions and the linear layer compute in `dtype`,
   parameters and BN statistics are kept in `param_dtype`. dtype=bfloat16 is the trainer's --amp bf16 and does

@@ -70,23 +70,16 @@ def resolve_steps_per_call(requested: int | None, data_on_device: bool, platform
 CONV_CHOICES = ("auto", *CONV_KERNELS)  # --conv (the scripts spell it out: they parse flags before importing jax)
 
 
-def resolve_conv_kernels(requested: str, platform: str, flag: str = "--conv", amp: str = "none") -> str:
-    """The model's conv_kernels for `flag`: "auto" is "onednn" on CPU in float32 when jax_impl/cpu_conv builds
-    here (a note on stderr says why not when it does not), "xla" elsewhere. An explicit "onednn" it cannot
-    honour is a ValueError naming the reason; the oneDNN handlers are float32 only, so --amp bf16 runs XLA's."""
+def resolve_conv_kernels(requested: str, platform: str, flag: str = "--conv") -> str:
+    """The model's conv_kernels for `flag`: "auto" is "onednn" on CPU (float32 and --amp bf16 alike) when
+    jax_impl/cpu_conv builds here (a note on stderr says why not when it does not), "xla" elsewhere. An
+    explicit "onednn" it cannot honour is a ValueError naming the reason."""
     if requested not in CONV_CHOICES:
         raise ValueError(f"{flag} {requested!r}: choose one of {', '.join(CONV_CHOICES)}")
     if requested == "xla" or (requested == "auto" and platform != "cpu"):
         return "xla"
     if platform != "cpu":
         raise ValueError(f"{flag} onednn is for the CPU; JAX is running on {platform}: use {flag} auto or xla")
-    if amp != "none":
-        if requested == "onednn":
-            raise ValueError(f"{flag} onednn is float32 only (jax_impl/cpu_conv); --amp {amp} runs XLA's "
-                             f"convolutions: use {flag} auto or xla")
-        print(f"note: XLA's convolutions ({flag} auto): --amp {amp}, and the oneDNN ones are float32 only",
-              file=sys.stderr)
-        return "xla"
     reason = cpu_conv.status()
     if reason is None:
         return "onednn"

@@ -312,7 +312,7 @@ def run(args, stop: StopSignal) -> dict | None:
     if data_on_device and world > 1:
         raise ValueError("--data-on-device is single-process; multi-host runs feed each process's share.")
     steps_per_call = resolve_steps_per_call(args.steps_per_call, data_on_device, jax.default_backend())
-    conv_kernels = resolve_conv_kernels(args.conv, jax.default_backend(), amp=amp)
+    conv_kernels = resolve_conv_kernels(args.conv, jax.default_backend())
     run_dir = RunDir(args.run_dir or default_run_dir(BACKEND, recipe.depth), BACKEND, recipe, args.resume,
                      write=rank == 0)
     data = cli.load_data(args, recipe, run_dir)

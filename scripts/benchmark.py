@@ -65,7 +65,8 @@ def main(argv=None) -> None:
     report = module.render(module.measure(setup, Provenance.now(argv)))
     print(report)
     if not getattr(setup, "dry_run", False):
-        write_section(args.out, args.subcommand, report)
+        name = module.section(setup) if hasattr(module, "section") else args.subcommand
+        write_section(args.out, name, report, args.subcommand)
         log(f"wrote its section of {args.out}")
 
 

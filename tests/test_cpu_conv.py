@@ -66,6 +66,24 @@ def test_forward_and_gradients_equal_xla(size, c_in, c_out, stride, padding):
         assert relative_error(got, want) < TOL, name
 
 
+@pytest.mark.parametrize("size, c_in, c_out, stride, padding", SHAPES)
+def test_bfloat16_forward_and_gradients_within_bfloat16_rounding(size, c_in, c_out, stride, padding):
+    """--amp bf16: bfloat16 operands, a bfloat16 result accumulated in float32, as XLA's: each entry within
+    bfloat16's unit roundoff (2^-8, relative) of the exact convolution of the same bfloat16 inputs."""
+    rng = np.random.default_rng(size * c_in + c_out)
+    x = jnp.asarray(rng.standard_normal((4, size, size, c_in)), jnp.bfloat16)
+    w = jnp.asarray(rng.standard_normal((3, 3, c_in, c_out)), jnp.bfloat16)
+    y_shape = jax.eval_shape(lambda: xla_conv(x, w, stride, padding)).shape
+    dy = jnp.asarray(rng.standard_normal(y_shape), jnp.bfloat16)
+    with jax.enable_x64(True):
+        reference = values_and_grads(xla_conv, *(jnp.asarray(a, jnp.float64) for a in (x, w, dy)), stride, padding)
+    ours = jax.jit(functools.partial(values_and_grads, onednn_conv), static_argnums=(3, 4))(x, w, dy, stride, padding)
+    for name, got, want in zip(("output", "input gradient", "weight gradient"), ours, reference):
+        assert got.dtype == jnp.bfloat16 and got.shape == want.shape, name
+        got, want = np.asarray(got, np.float64), np.asarray(want)
+        np.testing.assert_array_less(np.abs(got - want), 2**-8 * np.abs(want) + TOL * np.max(np.abs(want)), name)
+
+
 def test_replicated_kernel_under_shard_map_sums_its_gradient_over_devices():
     """Data parallel as the trainer runs it: the batch split over 4 devices, the kernel replicated; the
     kernel's gradient of the summed loss is the sum over devices, as on one device."""
@@ -113,9 +131,11 @@ def test_unsupported_calls_are_clear_errors():
         cpu_conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC)
     with pytest.raises(ValueError, match="no dilation"):
         cpu_conv.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), rhs_dilation=(2, 2), dimension_numbers=NHWC)
-    with jax.enable_x64(True), pytest.raises(ValueError, match="float32 operands.*--conv xla"):
+    with jax.enable_x64(True), pytest.raises(ValueError, match="float32 or bfloat16 operands.*--conv xla"):
         cpu_conv.conv_general_dilated(x.astype(jnp.float64), w.astype(jnp.float64), (1, 1), ((1, 1), (1, 1)),
                                       dimension_numbers=NHWC)
+    with pytest.raises(ValueError, match="operands of one type"):
+        cpu_conv.conv_general_dilated(x, w.astype(jnp.bfloat16), (1, 1), ((1, 1), (1, 1)), dimension_numbers=NHWC)
 
 
 def test_conv_flag_resolution():

@@ -119,7 +119,7 @@ def jax_runner(config: StepConfig, stream, pool: list, device=None) -> Runner:
                                 create_state, global_batch, make_mesh, replicate)
 
     amp = "bf16" if config.precision == "bf16" else "none"
-    conv = resolve_conv_kernels(config.conv, jax.default_backend(), amp=amp)
+    conv = resolve_conv_kernels(config.conv, jax.default_backend())
     options = {"auto": "auto", "none": None}[config.xla_options]
     mesh = make_mesh(1)
     model = ResNet(config.depth, dtype=AMP_DTYPES[amp], conv_kernels=conv)
