@@ -11,7 +11,8 @@ divided by 10 at 50% and 75%, test error every 250 iterations, seed 0; the basel
 each claim can be set against the seed-to-seed spread. Each variant changes only what its flags say: trainer
 options of both backends (cifar_core/cli.py, "departures from the paper"), for question 6 torchvision's resnet18
 (--architecture imagenet-resnet18). PyTorch trains them all (JAX has every option but the ImageNet layout and computes
-the same functions: parity_tests/test_ablation_variants.py).
+the same functions: parity_tests/test_ablation_variants.py); question 8, bf16 mixed precision, is asked of both
+backends, so JAX trains its runs.
 
 `run` starts or resumes (--resume) every unfinished variant's run directory under results/ablations/, as many at
 a time as --jobs (each pinned to a core of its own with one thread, as scripts/paper_slice.sh), each under the
@@ -45,7 +46,7 @@ sys.path.insert(0, str(REPO))
 from cifar_core.cli import fail, parse_duration  # noqa: E402
 from cifar_core.data import CLASS_NAMES  # noqa: E402
 
-BACKEND = "torch_impl"
+BACKEND = "torch_impl"  # the variants' trainer unless one names another
 RUNS = REPO / "results" / "ablations"
 REPORT = REPO / "results" / "ablations.md"
 SCHEDULE = {"depth": 20, "iterations": 4000, "batch_size": 128, "eval_every": 250, "log_every": 50}
@@ -59,6 +60,7 @@ class Variant:
     label: str
     flags: tuple = ()
     seed: int = 0
+    backend: str = BACKEND
 
 
 VARIANTS = (
@@ -76,6 +78,12 @@ VARIANTS = (
             ("--architecture", "imagenet-resnet18")),
     Variant("no-augment-no-mean-lr0.01", "no augmentation, no mean subtraction, lr 0.01",
             ("--no-augment", "--no-mean-subtraction", "--lr", "0.01")),
+    Variant("bf16", "bf16 mixed precision (--amp bf16)", ("--amp", "bf16")),
+    Variant("bf16-seed1", "bf16 mixed precision, seed 1", ("--amp", "bf16"), seed=1),
+    Variant("jax", "JAX, float32", backend="jax_impl"),
+    Variant("jax-seed1", "JAX, float32, seed 1", seed=1, backend="jax_impl"),
+    Variant("jax-bf16", "JAX, bf16 mixed precision", ("--amp", "bf16"), backend="jax_impl"),
+    Variant("jax-bf16-seed1", "JAX, bf16 mixed precision, seed 1", ("--amp", "bf16"), seed=1, backend="jax_impl"),
 )
 BY_NAME = {v.name: v for v in VARIANTS}
 
@@ -85,7 +93,8 @@ class Question:
     number: int
     slug: str
     title: str
-    variants: tuple  # the baseline first
+    variants: tuple  # the baseline first; each drawn in its figure
+    seed_twins: tuple = ()  # runs its answer reads too, not drawn
 
 
 QUESTIONS = (
@@ -101,7 +110,12 @@ QUESTIONS = (
     Question(6, "imagenet", "Why not the ImageNet ResNet on CIFAR-10?", ("baseline", "imagenet-resnet18")),
     Question(7, "overfitting", "Why 99.96% train accuracy and 41.7% test accuracy after 20 epochs?",
              ("baseline", "no-augment-no-mean-lr0.01")),
+    Question(8, "bf16", "Does bf16 mixed precision keep the error, in PyTorch and in JAX?",
+             ("baseline", "bf16", "jax", "jax-bf16"), ("baseline-seed1", "bf16-seed1", "jax-seed1", "jax-bf16-seed1")),
 )
+PRECISION_RUNS = {  # question 8: (backend, precision) -> its runs, seeds 0 and 1
+    ("torch_impl", "float32"): ("baseline", "baseline-seed1"), ("torch_impl", "bf16"): ("bf16", "bf16-seed1"),
+    ("jax_impl", "float32"): ("jax", "jax-seed1"), ("jax_impl", "bf16"): ("jax-bf16", "jax-bf16-seed1")}
 
 
 def schedule_flags(schedule: dict) -> list:
@@ -113,7 +127,7 @@ def schedule_flags(schedule: dict) -> list:
 def variant_recipe(variant: Variant, schedule: dict):
     """The recipe the trainer makes of the variant's flags (for the costs of a variant not yet run)."""
     from cifar_core import cli
-    args = cli.build_parser(BACKEND).parse_args([*schedule_flags(schedule), "--seed", str(variant.seed),
+    args = cli.build_parser(variant.backend).parse_args([*schedule_flags(schedule), "--seed", str(variant.seed),
                                                  *variant.flags])
     return cli.recipe_from_args(args)
 
@@ -128,11 +142,16 @@ def state_of(run: Path) -> str:
         return "finished"
     if (run / "diverged.json").is_file():
         return "diverged"
-    if (run / "checkpoints" / "last.pt").is_file():
+    if resumable_checkpoints(run):
         return "started"
     if (run / "config.json").is_file() or (run / "metrics.jsonl").is_file():
         return "stale"
     return "new"
+
+
+def resumable_checkpoints(run: Path) -> list[Path]:
+    """The trainers' resumable state in `run` (PyTorch's last.pt, JAX's last.msgpack)."""
+    return sorted((run / "checkpoints").glob("last.*"))
 
 
 def record_divergence(run: Path) -> dict | None:
@@ -159,7 +178,7 @@ def trainer_command(variant: Variant, run: Path, schedule: dict, data_dir: str |
         flags += ["--data-dir", data_dir]
     if budget_s is not None:
         flags += ["--time-budget", f"{int(budget_s)}"]
-    return [sys.executable, "-m", f"{BACKEND}.train", *flags, "--no-progress"]
+    return [sys.executable, "-m", f"{variant.backend}.train", *flags, "--no-progress"]
 
 
 def run_set(args, variants: tuple = VARIANTS, schedule: dict = SCHEDULE, measurements: dict | None = None) -> int:
@@ -222,7 +241,8 @@ def run_set(args, variants: tuple = VARIANTS, schedule: dict = SCHEDULE, measure
                 del running[core]
                 run = runs_dir / variant.name
                 if code == 0:
-                    (run / "checkpoints" / "last.pt").unlink(missing_ok=True)  # finished: final.safetensors stays
+                    for checkpoint in resumable_checkpoints(run):  # finished: final.safetensors stays
+                        checkpoint.unlink()
                     print(f"{variant.name}: finished", flush=True)
                 elif code in RESUMABLE:
                     print(f"{variant.name}: stopped, resumable (exit {code})", flush=True)
@@ -623,8 +643,32 @@ def answer_overfitting(q: Question, results: dict, margin, costs: dict) -> str:
                    "together, so it does not say which costs what.")
 
 
+def answer_bf16(q: Question, results: dict, margin, costs: dict) -> str:
+    """Question 8: bf16 mixed precision against float32, in each backend, two seeds each."""
+    n_test = results["baseline"].config.get("data", {}).get("n_test", 10_000)
+    text = ""
+    for backend, name in (("torch_impl", "PyTorch"), ("jax_impl", "JAX")):
+        fp32, bf16 = ([results[n].test_error for n in PRECISION_RUNS[backend, precision]]
+                      for precision in ("float32", "bf16"))
+        errors = f"bf16 {' and '.join(map(pct, bf16))}, float32 {' and '.join(map(pct, fp32))} (seeds 0 and 1)"
+        if None in fp32 + bf16:
+            text += f"{name}: {errors}; not every run has finished, so nothing is claimed. "
+            continue
+        difference, backend_margin = sum(bf16) / 2 - sum(fp32) / 2, noise_margin(fp32, n_test)
+        text += f"{name}: {errors}; the means " + (
+            f"differ by {points(difference, 0)}, within the noise ({100 * backend_margin:.2f} points: the float32 "
+            "seeds' spread or the test set's standard error). " if abs(difference) <= backend_margin else
+            f"differ by {points(difference, 0)}, bf16 {'worse' if difference > 0 else 'better'}, beyond the noise "
+            f"({100 * backend_margin:.2f} points). ")
+    return text + ("Both round the inputs of every convolution and of the linear layer to bfloat16's 8 significant "
+                   "bits and accumulate in float32, and keep the weights, the optimizer's state, BN's statistics and "
+                   "the loss in float32, so that SGD's small updates are not rounded away. What bf16 gains in speed "
+                   "is measured with each backend alone, in `results/benchmarks.md` (`python scripts/benchmark.py "
+                   "steps --precision bf16`).")
+
+
 ANSWERS = {1: answer_optimizer, 2: answer_logit_relu, 3: answer_test_mean, 4: answer_batchnorm, 5: answer_downsampling,
-           6: answer_imagenet, 7: answer_overfitting}
+           6: answer_imagenet, 7: answer_overfitting, 8: answer_bf16}
 
 
 def answer(q: Question, results: dict, margin, costs: dict) -> str:
@@ -697,8 +741,9 @@ def write_report(args) -> int:
     lines = [
         "# Ablations: the questions people ask when their CIFAR ResNet does not train",
         "",
-        "Each row is one run in [`" + link + "/`](" + link + "/), trained by `torch_impl` with the paper's recipe "
-        "changed only as its flags say (`python scripts/ablations.py list`). Schedule, the same for every row: "
+        "Each row is one run in [`" + link + "/`](" + link + "/), trained by `torch_impl` (the JAX rows of question "
+        "8 by `jax_impl`) with the paper's recipe changed only as its flags say (`python scripts/ablations.py list`). "
+        "Schedule, the same for every row: "
         f"ResNet-{recipe.get('depth', SCHEDULE['depth'])} (question 6: the ImageNet ResNet-18), all "
         f"{sizes.get('n_train', 50_000):,} training images, {recipe.get('iterations', SCHEDULE['iterations']):,} "
         "iterations at batch "
@@ -721,7 +766,9 @@ def write_report(args) -> int:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results.values():
-        questions = ", ".join(str(q.number) for q in QUESTIONS if r.variant.name in q.variants) or "seed spread"
+        questions = ", ".join(str(q.number) for q in QUESTIONS if r.variant.name in q.variants + q.seed_twins)
+        if r.variant.name.endswith("seed1"):
+            questions = ", ".join(filter(None, ("seed spread", questions)))
         params, gflops = costs.get(r.variant.name, (None, None))
         hw = (r.config.get("hardware") or {}).get("cpu") if r.config else None
         devices = [d for d in (r.config.get("hardware") or {}).get("devices", []) if not str(d).startswith("cpu")]
@@ -762,7 +809,7 @@ def list_variants(args, variants: tuple = VARIANTS, schedule: dict = SCHEDULE) -
     runs_dir = Path(args.runs)
     for v in variants:
         flags = " ".join([*schedule_flags(schedule), "--seed", str(v.seed), *v.flags])
-        print(f"{v.name:28s} {state_of(runs_dir / v.name):9s} python -m {BACKEND}.train {flags}")
+        print(f"{v.name:28s} {state_of(runs_dir / v.name):9s} python -m {v.backend}.train {flags}")
     return 0
 
 

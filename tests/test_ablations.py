@@ -39,7 +39,7 @@ def tiny_set(tmp_path_factory):
     assert ablations.state_of(stopped) == "started"
     done = subprocess.run([sys.executable, "scripts/ablations.py", "run", "--runs", str(runs), "--data-dir",
                            str(root / "data"), "--only",
-                           "baseline,baseline-seed1,adam-lr0.001,logit-relu,bn-momentum-0.01",
+                           "baseline,baseline-seed1,adam-lr0.001,logit-relu,bn-momentum-0.01,jax-bf16",
                            "--jobs", "1",
                            *TINY_FLAGS], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -49,11 +49,13 @@ def tiny_set(tmp_path_factory):
 @pytest.mark.slow
 def test_run_trains_the_variants_it_is_given_and_resumes_a_stopped_one(tiny_set):
     _, runs, out = tiny_set
-    for name in ("baseline", "baseline-seed1", "adam-lr0.001", "logit-relu", "bn-momentum-0.01"):
+    for name in ("baseline", "baseline-seed1", "adam-lr0.001", "logit-relu", "bn-momentum-0.01", "jax-bf16"):
         assert ablations.state_of(runs / name) == "finished", name
         assert f"{name}: finished" in out
-        assert not (runs / name / "checkpoints" / "last.pt").exists()  # finished: the resumable state goes
+        assert not ablations.resumable_checkpoints(runs / name)  # finished: the resumable state goes
         assert (runs / name / "checkpoints" / "final.safetensors").is_file()
+    jax_bf16 = json.loads((runs / "jax-bf16" / "config.json").read_text())
+    assert jax_bf16["backend"] == "jax_impl" and jax_bf16["options"]["amp"] == "bf16"
     config = json.loads((runs / "adam-lr0.001" / "config.json").read_text())
     assert config["recipe"]["optimizer"] == "adam" and config["recipe"]["lr"] == 0.001
     assert [s["stopped"] for s in config["slices"]] == ["time budget", "finished"]
@@ -122,7 +124,8 @@ def test_report_has_a_row_per_variant_and_an_answer_and_figure_per_question(tiny
     text = out.read_text()
     for variant in ablations.VARIANTS:
         assert f"[{variant.name}](" in text, variant.name
-    assert text.count("| not run |") == len(ablations.VARIANTS) - 5
+    assert text.count("| not run |") == len(ablations.VARIANTS) - 6
+    assert "JAX: bf16 " in text and "not every run has finished, so nothing is claimed" in text
     for q in ablations.QUESTIONS:
         assert f"## {q.number}. {q.title}" in text
     assert "SGD with momentum at lr 0.1 reaches" in text and "Adam at lr 0.001" in text
@@ -146,4 +149,8 @@ def test_the_set_answers_every_question_from_named_variants():
     assert len(names) == len(ablations.VARIANTS)
     for q in ablations.QUESTIONS:
         assert q.variants[0] == "baseline" and set(q.variants) <= names
-    assert {n for q in ablations.QUESTIONS for n in q.variants} | {"baseline-seed1"} == names
+    assert {n for q in ablations.QUESTIONS for n in q.variants + q.seed_twins} == names
+    for (backend, precision), runs in ablations.PRECISION_RUNS.items():  # question 8's runs are what they say
+        for seed, name in enumerate(runs):
+            variant = ablations.BY_NAME[name]
+            assert (variant.backend, variant.seed, "bf16" in variant.flags) == (backend, seed, precision == "bf16")
