@@ -223,6 +223,8 @@ def run_set(args, variants: tuple = VARIANTS, schedule: dict = SCHEDULE, measure
                 env = {**os.environ, "PYTHONUNBUFFERED": "1"}
                 if jobs > 1:
                     env["OMP_NUM_THREADS"] = "1"
+                    # JAX takes 75% of a GPU's memory at start-up unless told not to, and the next one would lack it.
+                    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
                 log = open(run / "train.log", "a")
                 log.write(f"=== slice started {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ}: "
                           f"{' '.join(pin + command)}\n")
