@@ -97,6 +97,10 @@ class Question:
     seed_twins: tuple = ()  # runs its answer reads too, not drawn
 
 
+PRECISION_RUNS = {  # question 8: (backend, precision) -> its runs, seeds 0 and 1
+    ("torch_impl", "float32"): ("baseline", "baseline-seed1"), ("torch_impl", "bf16"): ("bf16", "bf16-seed1"),
+    ("jax_impl", "float32"): ("jax", "jax-seed1"), ("jax_impl", "bf16"): ("jax-bf16", "jax-bf16-seed1")}
+
 QUESTIONS = (
     Question(1, "optimizer", "Why does Adam at lr 0.1 not train, when SGD at 0.1 does?",
              ("baseline", "adam-lr0.1", "adam-lr0.001")),
@@ -111,11 +115,9 @@ QUESTIONS = (
     Question(7, "overfitting", "Why 99.96% train accuracy and 41.7% test accuracy after 20 epochs?",
              ("baseline", "no-augment-no-mean-lr0.01")),
     Question(8, "bf16", "Does bf16 mixed precision keep the error, in PyTorch and in JAX?",
-             ("baseline", "bf16", "jax", "jax-bf16"), ("baseline-seed1", "bf16-seed1", "jax-seed1", "jax-bf16-seed1")),
+             tuple(seed0 for seed0, _ in PRECISION_RUNS.values()),
+             tuple(seed1 for _, seed1 in PRECISION_RUNS.values())),
 )
-PRECISION_RUNS = {  # question 8: (backend, precision) -> its runs, seeds 0 and 1
-    ("torch_impl", "float32"): ("baseline", "baseline-seed1"), ("torch_impl", "bf16"): ("bf16", "bf16-seed1"),
-    ("jax_impl", "float32"): ("jax", "jax-seed1"), ("jax_impl", "bf16"): ("jax-bf16", "jax-bf16-seed1")}
 
 
 def schedule_flags(schedule: dict) -> list:
@@ -769,7 +771,7 @@ def write_report(args) -> int:
     ]
     for r in results.values():
         questions = ", ".join(str(q.number) for q in QUESTIONS if r.variant.name in q.variants + q.seed_twins)
-        if r.variant.name.endswith("seed1"):
+        if r.variant.seed:
             questions = ", ".join(filter(None, ("seed spread", questions)))
         params, gflops = costs.get(r.variant.name, (None, None))
         hw = (r.config.get("hardware") or {}).get("cpu") if r.config else None
