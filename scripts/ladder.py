@@ -17,14 +17,18 @@ by 10 at 50% and 75% of the run, and the paper's length (64,000 iterations), who
 
 The schedule (SCHEDULE): 20 epochs of 50,000 images at batch 128 are 7,813 iterations with --full-train (the plan
 drops each epoch's last 80 images, so these are 20.03 of its 390-step epochs); --lr-decay 1 keeps the lr constant.
-The trainers have no reduce-on-plateau schedule. Runs, resumable and run as many at a time as --jobs, are
-scripts/ablations.py's (run_set), under results/ladder/<rung>/; the ImageNet rungs' checkpoints are not committed.
+The trainers have no reduce-on-plateau schedule; the report instead replays torch's ReduceLROnPlateau on rung 0's
+per-epoch test errors, which says whether it would have cut the lr within the 20 epochs at all. The notes do not
+give their batch size either: PROBES train the attempt's first epoch at larger batches, to compare with the notes'
+first epoch. Runs, resumable and run as many at a time as --jobs, are scripts/ablations.py's (run_set), under
+results/ladder/<rung>/; the ImageNet rungs' checkpoints are not committed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -35,7 +39,11 @@ from ablations import REPO, Result, Variant, load_result, network_cost, pct  # n
 RUNS = REPO / "results" / "ladder"
 REPORT = REPO / "results" / "ladder.md"
 SCHEDULE = {"depth": 32, "iterations": 7813, "batch_size": 128, "eval_every": 391, "log_every": 50}
-ATTEMPT_TRAIN_ACCURACY, ATTEMPT_TEST_ACCURACY = 0.9996, 0.417  # as reported for the attempt (results/ablations.md, Q7)
+# The attempt's log as its notes give it, per epoch: mean train loss, train accuracy, test accuracy (None: not given).
+NOTES = {"sgd": {1: (3.09, 0.256, 0.296), 20: (0.0016, 0.9996, 0.4172)},
+         "adam": {1: (None, 0.0581, None), 20: (None, 0.5853, 0.3745)}}
+ATTEMPT_TRAIN_ACCURACY, ATTEMPT_TEST_ACCURACY = NOTES["sgd"][20][1:]
+REGIME = (0.02, 0.35)  # the notes' regime: running train error at most 2%, test error at least 35%
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +81,13 @@ RUNGS = (
          linked=("results/runs/torch_impl-resnet32-64k-seed0", "results/runs/torch_impl-resnet32-64k-seed1")),
 )
 TRAINED = tuple(r for r in RUNGS if not r.linked)
+
+# The notes do not give their batch size, and rung 0 at batch 128 learns far faster in its first epoch than their
+# log. One epoch of the attempt at larger batches (fewer, equally large steps per epoch) says whether the batch
+# size alone could be what differs: which one, if any, lands near the notes' first epoch.
+PROBE_BATCHES = (256, 512, 1024)
+PROBES = tuple(Rung(f"probe-batch{b}-first-epoch", f"the attempt's first epoch at batch {b}",
+                    flags({**ATTEMPT, "batch_size": str(b), "iterations": str(50_000 // b)})) for b in PROBE_BATCHES)
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -158,6 +173,255 @@ def plot(finished: dict, out: Path) -> bool:
     return True
 
 
+# ---------------------------------------------------------------------------------------------- rung 0 and the notes
+
+
+def per_epoch(result: Result) -> dict:
+    """{epoch: (mean train loss, train accuracy, test accuracy)}: an epoch is the iterations up to an evaluation
+    (every 391: 50,000 images), its train figures the mean of its training records, as a log that prints an
+    epoch's running loss and accuracy has them."""
+    every = result.config.get("recipe", {}).get("eval_every", SCHEDULE["eval_every"])
+    train, test = {}, {}
+    for record in result.metrics:
+        epoch = -(-record.get("step", 0) // every)
+        if record.get("kind") == "train":
+            train.setdefault(epoch, []).append((record["loss"], 1 - record["train_error"]))
+        elif record.get("kind") == "eval" and record.get("test_error") is not None:
+            test[epoch] = 1 - record["test_error"]
+    return {epoch: (statistics.fmean(loss for loss, _ in rows), statistics.fmean(acc for _, acc in rows),
+                    test.get(epoch)) for epoch, rows in sorted(train.items())}
+
+
+def plateau_first_cut(test_errors: list, lr: float) -> int | None:
+    """The epoch after which torch's ReduceLROnPlateau with its defaults (mode min, factor 0.1, patience 10,
+    threshold 1e-4 relative), stepped once per epoch on these test errors, first cuts the lr; None: never. Until
+    then a run under that scheduler is the constant-lr run."""
+    import torch
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    for epoch, error in enumerate(test_errors, 1):
+        scheduler.step(error)
+        if optimizer.param_groups[0]["lr"] < lr:
+            return epoch
+    return None
+
+
+def in_regime(result: Result) -> bool:
+    return result.train_error <= REGIME[0] and result.test_error >= REGIME[1]
+
+
+def cell(value, kind: str) -> str:
+    if value is None:
+        return "—"
+    return (f"{value:.4f}" if value < 0.1 else f"{value:.3f}") if kind == "loss" else pct(value)
+
+
+def first_epoch_text(attempt: Result | None, probes: dict) -> str:
+    """How rung 0's first epoch compares with the notes', and which batch size's first epoch lands nearest."""
+    loss, train, test = NOTES["sgd"][1]
+    if attempt is None:
+        return "Rung 0b has not finished: its first epoch is not compared yet."
+    mine = per_epoch(attempt)[1]
+    text = (f"At batch 128 the attempt's first epoch ends at {cell(mine[0], 'loss')} train loss, {pct(mine[1])} train "
+            f"accuracy and {pct(mine[2])} test accuracy; the notes' ended at {loss}, {pct(train)} and {pct(test)}.")
+    measured = {b: per_epoch(r)[1] for b, r in probes.items() if r is not None}
+    if not measured:
+        return text + " The larger batches' first epochs have not been run yet (`python scripts/ladder.py run --only " \
+                      + ",".join(p.name for p in PROBES) + "`)."
+    nearest = min(measured, key=lambda b: abs(measured[b][1] - train) + abs(measured[b][2] - test))
+    text += (f" Of batch {', '.join(map(str, measured))}, the first epoch nearest the notes' (in train and test "
+             f"accuracy) is batch {nearest}'s: {cell(measured[nearest][0], 'loss')}, {pct(measured[nearest][1])} "
+             f"and {pct(measured[nearest][2])}.")
+    if all(e[1] > train and e[2] > test for e in (mine, *measured.values())):
+        text += (f" Every batch size tried, 128 to {max(measured)}, learns faster in its first epoch than the notes' "
+                 "run did: the batch size alone does not account for the notes' first epoch.")
+    return text
+
+
+def what_differs(attempt: Result) -> str:
+    """Where rung 0 leaves the notes' regime: what the measurements here say about why."""
+    if in_regime(attempt):
+        return ""
+    epochs = per_epoch(attempt)
+    (_, train1, test1), (loss20, _, _) = NOTES["sgd"][1], NOTES["sgd"][max(NOTES["sgd"])]
+    first, last = epochs[1], epochs[max(epochs)]
+    text = (f"It learns faster than the notes' run in its first epoch ({pct(first[1])} train and {pct(first[2])} "
+            f"test accuracy against {pct(train1)} and {pct(test1)}) ")
+    if loss20 < last[0]:
+        text += (f"and yet fits its training images less tightly by epoch {max(epochs)} (train loss "
+                 f"{cell(last[0], 'loss')} against {cell(loss20, 'loss')}). ")
+    else:
+        text += f"and fits its training images as tightly by epoch {max(epochs)}. "
+    return text + ("Neither open choice of the notes touches that: the test-time mean subtraction changes no "
+                   "training figure, and a reduce-on-plateau scheduler with torch's default patience of 10 cannot "
+                   "cut the lr until the end of epoch 12. So the notes' run departs from the attempt as they "
+                   "describe it in something they do not state, from its first epoch on. ")
+
+
+def notes_section(finished: dict, runs_dir: Path) -> list:
+    """Rung 0 beside the attempt's log: which test-time choice the log matches, whether rung 0 lands in the notes'
+    regime, and whether the notes' reduce-on-plateau scheduler would have changed the run."""
+    last = max(NOTES["sgd"])
+    lines = ["", "## Rung 0 beside the attempt's log", "",
+             f"Per epoch, as the notes give them: the mean train loss and train accuracy of the epoch's training "
+             f"records, and the test accuracy after it (— where the notes give none).", "",
+             f"| Run | Epoch 1 train loss | train accuracy | test accuracy | Epoch {last} train loss | "
+             "train accuracy | test accuracy |", "|---|---|---|---|---|---|---|"]
+    rows = [("the notes, SGD", NOTES["sgd"]), *[(n, finished[n]) for n in (RUNGS[0].name, RUNGS[1].name)],
+            ("the notes, Adam", NOTES["adam"]), (RUNGS[2].name, finished[RUNGS[2].name])]
+    for name, source in rows:
+        epochs = source if isinstance(source, dict) else per_epoch(source) if source else {}
+        cells = [cell(v, kind) for epoch in (1, last)
+                 for v, kind in zip(epochs.get(epoch, (None,) * 3), ("loss", "accuracy", "accuracy"))]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    probes = {b: done([(None, load_result(probe, runs_dir / probe.name))]) for b, probe in zip(PROBE_BATCHES, PROBES)}
+    for probe, result in zip(PROBES, probes.values()):
+        if result is not None:
+            lines.append("| " + " | ".join([f"{probe.name} (one epoch)", *[cell(v, kind) for v, kind in zip(
+                per_epoch(result).get(1, (None,) * 3), ("loss", "accuracy", "accuracy"))], *["—"] * 3]) + " |")
+    lines += ["", first_epoch_text(finished[RUNGS[1].name], probes)]
+    without, attempt = finished[RUNGS[0].name], finished[RUNGS[1].name]
+    if attempt is None:
+        return lines + ["", "Rung 0b has not finished: nothing more is compared yet."]
+    text = ""
+    if without is not None:
+        a, b = accuracy(without.test_error), accuracy(attempt.test_error)
+        match, other = (attempt, without) if abs(b - ATTEMPT_TEST_ACCURACY) <= abs(a - ATTEMPT_TEST_ACCURACY) else (
+            without, attempt)
+        text += (f"The notes' {pct(ATTEMPT_TEST_ACCURACY)} test accuracy lies nearer {match.variant.name} "
+                 f"({pct(accuracy(match.test_error))}) than {other.variant.name} ({pct(accuracy(other.test_error))}). ")
+    for r in (without, attempt):
+        if r is not None:
+            text += (f"{r.variant.name} ends at {pct(r.train_error)} running train error and {pct(r.test_error)} "
+                     f"test error, {'inside' if in_regime(r) else 'outside'} the notes' regime (train error at most "
+                     f"{pct(REGIME[0])}, test error at least {pct(REGIME[1])}). ")
+    text += what_differs(attempt)
+    errors = [1 - acc for _, _, acc in per_epoch(attempt).values() if acc is not None][:-1]  # a cut after the
+    cut = plateau_first_cut(errors, attempt.config.get("recipe", {}).get("lr", 0.01))      # last epoch changes nothing
+    text += ("Replayed on 0b's test error after each epoch, torch's ReduceLROnPlateau with its defaults (patience "
+             "10) ")
+    if cut is None:
+        text += ("never cuts the lr before the last epoch, so under the notes' scheduler the attempt would be this "
+                 "same constant-lr run (if it watched the test error: the notes do not say what it watched, and "
+                 "this trainer records the error, not the test loss).")
+    else:
+        text += (f"cuts it tenfold after epoch {cut}: from there a run under it would differ from this constant-lr "
+                 "run, which the table shows only up to that epoch.")
+    return lines + ["", text.strip()]
+
+
+# ---------------------------------------------------------------------------------------------- why each rung
+
+
+def train_accuracy(r: Result) -> float | None:
+    return accuracy(r.train_error)
+
+
+def standard_error(r: Result) -> float:
+    """The standard error of a test accuracy on the run's test images: a gain within it is not claimed."""
+    n, p = r.config.get("data", {}).get("n_test", 10_000), r.test_error
+    return (p * (1 - p) / n) ** 0.5
+
+
+def moved(r: Result, below: Result) -> str:
+    """The test accuracy's change from the rung below, against the noise of one test set."""
+    change = below.test_error - r.test_error
+    if abs(change) <= 2 * standard_error(r):
+        return f"leaves the test accuracy where it was ({pct(accuracy(r.test_error))}, within twice the noise)"
+    return (f"{'raises' if change > 0 else 'lowers'} the test accuracy from {pct(accuracy(below.test_error))} to "
+            f"{pct(accuracy(r.test_error))}")
+
+
+def why_test_without_mean(r: Result, below: Result | None, finished: dict) -> str:
+    attempt = finished[RUNGS[1].name]
+    if attempt is None:
+        return ""
+    text = (f"The same training as 0b, tested on images without the train mean subtracted: "
+            f"{pct(accuracy(r.test_error))} test accuracy against 0b's {pct(accuracy(attempt.test_error))} on the "
+            "same images with it.")
+    if r.test_error - attempt.test_error > 2 * standard_error(r):
+        text += (" The network learned on inputs centred at 0; in eval mode BN subtracts the running means of the "
+                 "training batches, not the test batch's, so the shift reaches every layer.")
+    return text
+
+
+def why_attempt(r: Result, below: Result | None, finished: dict) -> str:
+    gap = train_accuracy(r) - accuracy(r.test_error)
+    text = (f"It ends at {pct(train_accuracy(r))} train accuracy and {pct(accuracy(r.test_error))} test accuracy, "
+            f"{100 * gap:.1f} points apart.")
+    if gap > 0.1:
+        text += (" With flips only, each epoch shows the network the same 50,000 images or their mirrors, and its "
+                 "11.7M parameters fit them far better than images it has not seen.")
+    return text
+
+
+def why_adam(r: Result, below: Result, finished: dict) -> str:
+    return (f"Adam at lr 0.001 reaches {pct(train_accuracy(r))} train and {pct(accuracy(r.test_error))} test accuracy, "
+            f"where SGD at lr 0.01 reaches {pct(train_accuracy(below))} and {pct(accuracy(below.test_error))}; the "
+            f"notes' Adam run ended at {pct(NOTES['adam'][20][1])} and {pct(NOTES['adam'][20][2])}.")
+
+
+def why_head(r: Result, below: Result, finished: dict) -> str:
+    ten, thousand = per_epoch(r).get(1), per_epoch(below).get(1)
+    text = f"A 10-way head {moved(r, below)}."
+    if ten and thousand:
+        text += (f" It starts at a loss of ln 10 = 2.30 instead of ln 1000 = 6.91 and ends its first epoch at "
+                 f"{cell(ten[0], 'loss')} train loss against {cell(thousand[0], 'loss')}.")
+        if abs(ten[0] - thousand[0]) < 0.1 * thousand[0]:
+            text += (" Cross-entropy pushes the 990 unused logits down within the first epoch, after which they "
+                     "cost little.")
+    return text
+
+
+def why_crop(r: Result, below: Result, finished: dict) -> str:
+    text = (f"Random 32x32 crops of the 4-pixel padded image {moved(r, below)}, and the train accuracy goes from "
+            f"{pct(train_accuracy(below))} to {pct(train_accuracy(r))}.")
+    if train_accuracy(r) < train_accuracy(below):
+        text += " Shifted copies of an image are harder to fit by heart than the image itself."
+    return text
+
+
+def why_resnet32(r: Result, below: Result, finished: dict) -> str:
+    params, gflops = network_cost(r.config.get("recipe") or {})
+    params_below, gflops_below = network_cost(below.config.get("recipe") or {})
+    return (f"The CIFAR ResNet-32 {moved(r, below)}, with {params:,} parameters against {params_below:,} and "
+            f"{gflops:.3f} GFLOPs per image against {gflops_below:.3f}. The ImageNet stem (a 7x7 stride-2 conv and a "
+            "stride-2 max-pool) shrinks a 32x32 image to 8x8 before the first block; ResNet-32 keeps 32x32 through "
+            "its first stage.")
+
+
+def why_steps(r: Result, below: Result, finished: dict) -> str:
+    return (f"lr 0.1, divided by 10 at 50% and 75% of the 20 epochs, {moved(r, below)}, with the train accuracy "
+            f"from {pct(train_accuracy(below))} to {pct(train_accuracy(r))}: a high lr early, then small steps that "
+            "settle in the minimum it found.")
+
+
+def why_paper(r: Result, below: Result, finished: dict) -> str:
+    return (f"The paper's 64,000 iterations (8.2x the 20 epochs, the same milestones as fractions) "
+            f"{moved(r, below)}.")
+
+
+WHY = {"0a-attempt-test-without-mean": why_test_without_mean, "0b-attempt-test-with-mean": why_attempt,
+       "0c-attempt-adam": why_adam, "1-10-way-head": why_head, "2-pad-crop": why_crop, "3-resnet32": why_resnet32,
+       "4-lr0.1-steps": why_steps, "5-paper-64k": why_paper}
+
+
+def why_section(finished: dict) -> list:
+    """Two to four sentences per finished rung, each from its numbers and the rung below's."""
+    lines = ["", "## Why each rung moves the numbers", ""]
+    for rung in RUNGS:
+        r, below = finished[rung.name], finished.get(rung.below)
+        if r is None:
+            text = "not yet run."
+        elif rung.below and below is None and rung.name != RUNGS[1].name:
+            text = f"waits for {rung.below}, the rung it is measured against."
+        else:
+            text = WHY[rung.name](r, below, finished) or "waits for 0b, the same training tested with the mean."
+        lines.append(f"- **{rung.name}**: {text}")
+    return lines
+
+
 def write_report(args) -> int:
     report = Path(args.out)
     runs = load_rungs(Path(args.runs))
@@ -188,13 +452,14 @@ def write_report(args) -> int:
     report.parent.mkdir(parents=True, exist_ok=True)
     if plot(finished, figure):
         lines += ["", f"![Test error (red) and train error (grey) per rung]({figure.name})"]
+    lines += notes_section(finished, Path(args.runs)) + why_section(finished)
     report.write_text("\n".join(lines) + "\n")
     print(f"wrote {report}")
     return 0
 
 
 def list_rungs(args) -> int:
-    ablations.list_variants(args, TRAINED, SCHEDULE)
+    ablations.list_variants(args, TRAINED + PROBES, SCHEDULE)
     for rung in RUNGS:
         if rung.linked:
             print(f"{rung.name:28s} {'linked':9s} {', '.join(rung.linked)}")
@@ -203,7 +468,7 @@ def list_rungs(args) -> int:
 
 def main(argv=None) -> int:
     args = ablations.build_parser(__doc__, RUNS, REPORT, SCHEDULE).parse_args(argv)
-    commands = {"run": lambda a: ablations.run_set(a, TRAINED, SCHEDULE, {}), "report": write_report,
+    commands = {"run": lambda a: ablations.run_set(a, TRAINED + PROBES, SCHEDULE, {}), "report": write_report,
                 "list": list_rungs}
     return commands[args.command](args)
 

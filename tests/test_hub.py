@@ -26,21 +26,42 @@ def hub_load(name, **kwargs):
     return torch.hub.load(str(ROOT), name, source="local", **kwargs)
 
 
+def depths_with_weights() -> list:
+    """The paper depths whose committed runs give pretrained weights."""
+    found = []
+    for depth in (20, 32, 44, 56, 110):
+        try:
+            pretrained_weights(depth)
+        except weights.WeightsError:
+            continue
+        found.append(depth)
+    return found
+
+
+PRETRAINED_DEPTHS = depths_with_weights()
+PARAMETERS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+
+
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
 def test_an_entry_point_for_every_paper_depth(depth):
     assert hub_load(f"resnet{depth}").depth == depth
 
 
-def test_torch_hub_pretrained_resnet32_is_the_committed_weights_and_equals_the_jax_twin():
-    model = hub_load("resnet32", pretrained=True)
-    assert not model.training and sum(p.numel() for p in model.parameters()) == 464_154
-    expected, depth = weights.load(pretrained_weights(32))
+def test_the_committed_runs_give_weights_for_resnet20_and_resnet32_at_least():
+    assert {20, 32} <= set(PRETRAINED_DEPTHS)
+
+
+@pytest.mark.parametrize("depth", PRETRAINED_DEPTHS)
+def test_torch_hub_pretrained_weights_are_the_committed_ones_and_equal_the_jax_twin(depth):
+    model = hub_load(f"resnet{depth}", pretrained=True)
+    assert not model.training and sum(p.numel() for p in model.parameters()) == PARAMETERS[depth]
+    expected, saved_depth = weights.load(pretrained_weights(depth))
     loaded = torch_checkpoint.to_neutral(model)
-    assert depth == 32 and set(loaded) == set(expected)
+    assert saved_depth == depth and set(loaded) == set(expected)
     for name in expected:
         np.testing.assert_array_equal(loaded[name], expected[name])
-    jax_model, variables = jax_resnet(32, pretrained=True)
-    assert jax_model.depth == 32
+    jax_model, variables = jax_resnet(depth, pretrained=True)
+    assert jax_model.depth == depth
     for name, array in jax_checkpoint.to_neutral(variables).items():
         np.testing.assert_array_equal(array, expected[name])
 
@@ -83,12 +104,13 @@ def test_pretrained_prefers_the_longest_finished_schedule(tmp_path):
         pretrained_weights(56, tmp_path)
 
 
-def test_pretrained_weights_carry_their_preprocessing():
+@pytest.mark.parametrize("depth", PRETRAINED_DEPTHS)
+def test_pretrained_weights_carry_their_preprocessing(depth):
     """The mean image travels in the weights file, and both transforms take uint8 NHWC or NCHW alike."""
-    mean = weights.read_mean_image(pretrained_weights(32))
+    mean = weights.read_mean_image(pretrained_weights(depth))
     assert mean.shape == (32, 32, 3) and 0.4 < mean.mean() < 0.55
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    torch_transform, jax_transform = hub_load("transform", depth=32), jax_hub.transform(32)
+    torch_transform, jax_transform = hub_load("transform", depth=depth), jax_hub.transform(depth)
     expected = images.astype(np.float32) / np.float32(255) - mean
     np.testing.assert_array_equal(torch_transform(images).numpy(), expected.transpose(0, 3, 1, 2))
     np.testing.assert_array_equal(torch_transform(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy(),

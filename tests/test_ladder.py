@@ -23,7 +23,7 @@ sys.modules["ladder"] = ladder  # dataclasses look their module up while the scr
 spec.loader.exec_module(ladder)
 
 TINY_FLAGS = ["--depth=8", "--iterations=3", "--batch-size=16", "--eval-every=3", "--log-every=1"]
-TWO = ("0a-attempt-test-without-mean", "3-resnet32")
+TRAINED_HERE = ("0a-attempt-test-without-mean", "0b-attempt-test-with-mean", "3-resnet32")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def tiny_ladder(tmp_path_factory):
     synthetic.write_archive(root / "data", train_per_batch=40, test_size=40)
     runs = root / "ladder"
     done = subprocess.run([sys.executable, "scripts/ladder.py", "run", "--runs", str(runs), "--data-dir",
-                           str(root / "data"), "--only", ",".join(TWO), "--jobs", "1", *TINY_FLAGS],
+                           str(root / "data"), "--only", ",".join(TRAINED_HERE), "--jobs", "1", *TINY_FLAGS],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     return root, runs
@@ -58,13 +58,13 @@ def test_the_rungs_climb_one_change_at_a_time_from_the_attempt_to_the_paper():
 
 def test_run_trains_the_rungs_it_is_given_with_their_options(tiny_ladder):
     _, runs = tiny_ladder
-    for name in TWO:
+    for name in TRAINED_HERE:
         assert ladder.ablations.state_of(runs / name) == "finished", name
-    attempt = Recipe.from_dict(json.loads((runs / TWO[0] / "config.json").read_text())["recipe"])
+    attempt = Recipe.from_dict(json.loads((runs / TRAINED_HERE[0] / "config.json").read_text())["recipe"])
     assert attempt.imagenet_head == 1000 and attempt.augment == "flip" and not attempt.eval_subtract_mean
-    final = json.loads((runs / TWO[0] / "final.json").read_text())
+    final = json.loads((runs / TRAINED_HERE[0] / "final.json").read_text())
     assert final["parameters"] == 11_689_512 and final["n_train_images"] == 200  # the full-train split
-    assert (runs / TWO[1] / "checkpoints" / "final.safetensors").is_file()
+    assert (runs / TRAINED_HERE[2] / "checkpoints" / "final.safetensors").is_file()
     assert not (runs / "1-10-way-head").exists()
 
 
@@ -74,14 +74,48 @@ def test_report_has_every_rung_and_says_which_are_not_yet_run(tiny_ladder, tmp_p
     done = subprocess.run([sys.executable, "scripts/ladder.py", "report", "--runs", str(runs), "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    text = out.read_text()
+    text = out.read_text().split("## Rung 0 beside")[0]  # the rungs' table
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| Rung")]
     assert [row.split(" | ")[0].strip("| [").split("]")[0] for row in rows] == [r.name for r in ladder.RUNGS]
     rows = dict(zip([r.name for r in ladder.RUNGS], rows))
-    assert text.count("| not yet run |") == len(ladder.TRAINED) - len(TWO)
-    final = json.loads((runs / TWO[1] / "final.json").read_text())
-    assert f"{100 * (1 - final['final_test_error']):.2f}%" in rows[TWO[1]] and "75,290" in rows[TWO[1]]  # ResNet-8
+    assert text.count("| not yet run |") == len(ladder.TRAINED) - len(TRAINED_HERE)
+    final = json.loads((runs / TRAINED_HERE[2] / "final.json").read_text())
+    resnet8 = rows[TRAINED_HERE[2]]
+    assert f"{100 * (1 - final['final_test_error']):.2f}%" in resnet8 and "75,290" in resnet8
     paper = rows["5-paper-64k"]  # the linked runs
     assert "92.58%" in paper and "(seed 1: 92.79%)" in paper and "64,000 (164)" in paper and "+" not in paper
-    assert "11,689,512" in rows[TWO[0]]
+    assert "11,689,512" in rows[TRAINED_HERE[0]]
     assert (tmp_path / "ladder.png").is_file() and "![" in text
+
+
+def test_report_sets_rung_0_beside_the_notes_and_says_why_each_finished_rung_moved(tiny_ladder, tmp_path):
+    _, runs = tiny_ladder
+    out = tmp_path / "ladder.md"
+    subprocess.run([sys.executable, "scripts/ladder.py", "report", "--runs", str(runs), "--out", str(out)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    notes = out.read_text().split("## Rung 0 beside the attempt's log")[1].split("## Why")[0]
+    epoch_one = ladder.per_epoch(ladder.load_result(ladder.RUNGS[1], runs / TRAINED_HERE[1]))[1]
+    assert f"| {TRAINED_HERE[1]} | {ladder.cell(epoch_one[0], 'loss')} | {100 * epoch_one[1]:.2f}% |" in notes
+    assert "| the notes, SGD | 3.090 | 25.60% | 29.60% | 0.0016 | 99.96% | 41.72% |" in notes
+    assert "outside the notes' regime" in notes and "ReduceLROnPlateau" in notes
+    why = dict(line[4:].split("**: ", 1) for line in out.read_text().split("## Why")[1].splitlines()
+               if line.startswith("- **"))
+    assert list(why) == [r.name for r in ladder.RUNGS]
+    assert "without the train mean subtracted" in why[TRAINED_HERE[0]] and "train accuracy" in why[TRAINED_HERE[1]]
+    assert why["1-10-way-head"] == "not yet run."
+
+
+def test_per_epoch_averages_each_epochs_records_and_takes_its_test_accuracy():
+    metrics = [{"kind": "train", "step": 2, "loss": 3.0, "train_error": 0.75},
+               {"kind": "train", "step": 4, "loss": 1.0, "train_error": 0.25},
+               {"kind": "eval", "step": 4, "test_error": 0.5},
+               {"kind": "train", "step": 6, "loss": 0.5, "train_error": 0.125}]
+    result = ladder.Result(ladder.RUNGS[1], "started", {"recipe": {"eval_every": 4}}, {}, metrics, None, None)
+    assert ladder.per_epoch(result) == {1: (2.0, 0.5, 0.5), 2: (0.5, 0.875, None)}
+
+
+def test_plateau_replay_cuts_the_lr_as_torch_does_after_patience_epochs_without_a_new_best():
+    assert ladder.plateau_first_cut([0.5, 0.4, 0.3, 0.2], lr=0.01) is None
+    assert ladder.plateau_first_cut([0.3] + [0.4] * 10, lr=0.01) is None  # 10 bad epochs: the patience, not beyond
+    assert ladder.plateau_first_cut([0.3] + [0.4] * 11, lr=0.01) == 12
+    assert ladder.plateau_first_cut([0.3] + [0.29999] * 11, lr=0.01) == 12  # within the 1e-4 relative threshold
