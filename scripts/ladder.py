@@ -165,7 +165,8 @@ def plot(finished: dict, out: Path) -> bool:
     ax.legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:red", "tab:grey")],
               ["test error", "train error (running, in train mode)"], fontsize=7)
     ax.set_xticks(range(len(finished)), list(finished), rotation=30, ha="right", fontsize=7)
-    ax.set(ylabel="error", ylim=(0, 1), title="From the attempt to the paper's recipe, one change per rung")
+    ax.set(ylabel="error", ylim=(0, 1), xlim=(-0.6, len(finished) - 0.4),
+           title="From the attempt to the paper's recipe, one change per rung")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
