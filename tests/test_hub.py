@@ -142,3 +142,9 @@ def test_a_new_user_reproduces_the_table_from_uint8_images():
     jax_pred = np.concatenate([np.asarray(apply(jax_transform(images[i:i + 1000]))).argmax(1)
                                for i in range(0, len(images), 1000)])
     assert np.mean(jax_pred != labels) == pytest.approx(recorded, abs=1e-12)
+
+
+def test_the_readme_names_the_runs_the_hub_serves():
+    readme = (ROOT / "README.md").read_text()
+    for depth in PRETRAINED_DEPTHS:
+        assert f"ResNet-{depth} from `{pretrained_weights(depth).parent.parent.name}`" in readme, depth
