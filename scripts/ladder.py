@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ablations  # noqa: E402
-from ablations import REPO, Result, Variant, load_result, network_cost, pct  # noqa: E402
+from ablations import REPO, Result, Variant, load_result, network_cost, noise_margin, pct  # noqa: E402
 
 RUNS = REPO / "results" / "ladder"
 REPORT = REPO / "results" / "ladder.md"
@@ -269,18 +269,15 @@ def notes_section(finished: dict, runs_dir: Path) -> list:
              f"records, and the test accuracy after it (— where the notes give none).", "",
              f"| Run | Epoch 1 train loss | train accuracy | test accuracy | Epoch {last} train loss | "
              "train accuracy | test accuracy |", "|---|---|---|---|---|---|---|"]
+    probes = {b: done([(None, load_result(probe, runs_dir / probe.name))]) for b, probe in zip(PROBE_BATCHES, PROBES)}
     rows = [("the notes, SGD", NOTES["sgd"]), *[(n, finished[n]) for n in (RUNGS[0].name, RUNGS[1].name)],
-            ("the notes, Adam", NOTES["adam"]), (RUNGS[2].name, finished[RUNGS[2].name])]
+            ("the notes, Adam", NOTES["adam"]), (RUNGS[2].name, finished[RUNGS[2].name]),
+            *[(f"{probe.name} (one epoch)", r) for probe, r in zip(PROBES, probes.values()) if r is not None]]
     for name, source in rows:
         epochs = source if isinstance(source, dict) else per_epoch(source) if source else {}
         cells = [cell(v, kind) for epoch in (1, last)
                  for v, kind in zip(epochs.get(epoch, (None,) * 3), ("loss", "accuracy", "accuracy"))]
         lines.append("| " + " | ".join([name, *cells]) + " |")
-    probes = {b: done([(None, load_result(probe, runs_dir / probe.name))]) for b, probe in zip(PROBE_BATCHES, PROBES)}
-    for probe, result in zip(PROBES, probes.values()):
-        if result is not None:
-            lines.append("| " + " | ".join([f"{probe.name} (one epoch)", *[cell(v, kind) for v, kind in zip(
-                per_epoch(result).get(1, (None,) * 3), ("loss", "accuracy", "accuracy"))], *["—"] * 3]) + " |")
     lines += ["", first_epoch_text(finished[RUNGS[1].name], probes)]
     without, attempt = finished[RUNGS[0].name], finished[RUNGS[1].name]
     if attempt is None:
@@ -320,9 +317,8 @@ def train_accuracy(r: Result) -> float | None:
 
 
 def standard_error(r: Result) -> float:
-    """The standard error of a test accuracy on the run's test images: a gain within it is not claimed."""
-    n, p = r.config.get("data", {}).get("n_test", 10_000), r.test_error
-    return (p * (1 - p) / n) ** 0.5
+    """The standard error of a test accuracy on the run's test images (one run: no seed spread to add)."""
+    return noise_margin([r.test_error], r.config.get("data", {}).get("n_test", 10_000))
 
 
 def moved(r: Result, below: Result) -> str:

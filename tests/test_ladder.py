@@ -68,13 +68,21 @@ def test_run_trains_the_rungs_it_is_given_with_their_options(tiny_ladder):
     assert not (runs / "1-10-way-head").exists()
 
 
-def test_report_has_every_rung_and_says_which_are_not_yet_run(tiny_ladder, tmp_path):
-    _, runs = tiny_ladder
-    out = tmp_path / "ladder.md"
+@pytest.fixture(scope="module")
+def tiny_report(tiny_ladder):
+    """The tiny ladder's report, written once: (its text, its file)."""
+    root, runs = tiny_ladder
+    out = root / "report" / "ladder.md"
     done = subprocess.run([sys.executable, "scripts/ladder.py", "report", "--runs", str(runs), "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    text = out.read_text().split("## Rung 0 beside")[0]  # the rungs' table
+    return out.read_text(), out
+
+
+def test_report_has_every_rung_and_says_which_are_not_yet_run(tiny_ladder, tiny_report):
+    _, runs = tiny_ladder
+    report, out = tiny_report
+    text = report.split("## Rung 0 beside")[0]  # the rungs' table
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| Rung")]
     assert [row.split(" | ")[0].strip("| [").split("]")[0] for row in rows] == [r.name for r in ladder.RUNGS]
     rows = dict(zip([r.name for r in ladder.RUNGS], rows))
@@ -85,20 +93,18 @@ def test_report_has_every_rung_and_says_which_are_not_yet_run(tiny_ladder, tmp_p
     paper = rows["5-paper-64k"]  # the linked runs
     assert "92.58%" in paper and "(seed 1: 92.79%)" in paper and "64,000 (164)" in paper and "+" not in paper
     assert "11,689,512" in rows[TRAINED_HERE[0]]
-    assert (tmp_path / "ladder.png").is_file() and "![" in text
+    assert out.with_suffix(".png").is_file() and "![" in text
 
 
-def test_report_sets_rung_0_beside_the_notes_and_says_why_each_finished_rung_moved(tiny_ladder, tmp_path):
+def test_report_sets_rung_0_beside_the_notes_and_says_why_each_finished_rung_moved(tiny_ladder, tiny_report):
     _, runs = tiny_ladder
-    out = tmp_path / "ladder.md"
-    subprocess.run([sys.executable, "scripts/ladder.py", "report", "--runs", str(runs), "--out", str(out)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=300)
-    notes = out.read_text().split("## Rung 0 beside the attempt's log")[1].split("## Why")[0]
+    report, _ = tiny_report
+    notes = report.split("## Rung 0 beside the attempt's log")[1].split("## Why")[0]
     epoch_one = ladder.per_epoch(ladder.load_result(ladder.RUNGS[1], runs / TRAINED_HERE[1]))[1]
     assert f"| {TRAINED_HERE[1]} | {ladder.cell(epoch_one[0], 'loss')} | {100 * epoch_one[1]:.2f}% |" in notes
     assert "| the notes, SGD | 3.090 | 25.60% | 29.60% | 0.0016 | 99.96% | 41.72% |" in notes
     assert "outside the notes' regime" in notes and "ReduceLROnPlateau" in notes
-    why = dict(line[4:].split("**: ", 1) for line in out.read_text().split("## Why")[1].splitlines()
+    why = dict(line[4:].split("**: ", 1) for line in report.split("## Why")[1].splitlines()
                if line.startswith("- **"))
     assert list(why) == [r.name for r in ladder.RUNGS]
     assert "without the train mean subtracted" in why[TRAINED_HERE[0]] and "train accuracy" in why[TRAINED_HERE[1]]
