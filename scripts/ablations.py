@@ -120,17 +120,21 @@ QUESTIONS = (
 )
 
 
-def schedule_flags(schedule: dict) -> list:
-    return ["--depth", str(schedule["depth"]), "--iterations", str(schedule["iterations"]),
-            "--batch-size", str(schedule["batch_size"]), "--eval-every", str(schedule["eval_every"]),
-            "--log-every", str(schedule["log_every"]), "--full-train"]
+def variant_flags(variant: Variant, schedule: dict) -> list:
+    """The trainer flags of a variant on a schedule; an option the variant sets itself replaces the schedule's, so
+    each option appears once (in the command, and in config.json's copy of it)."""
+    settings = {"--depth": schedule["depth"], "--iterations": schedule["iterations"],
+                "--batch-size": schedule["batch_size"], "--eval-every": schedule["eval_every"],
+                "--log-every": schedule["log_every"]}
+    scheduled = [part for option, value in settings.items() if option not in variant.flags
+                 for part in (option, str(value))]
+    return [*scheduled, "--full-train", "--seed", str(variant.seed), *variant.flags]
 
 
 def variant_recipe(variant: Variant, schedule: dict):
     """The recipe the trainer makes of the variant's flags (for the costs of a variant not yet run)."""
     from cifar_core import cli
-    args = cli.build_parser(variant.backend).parse_args([*schedule_flags(schedule), "--seed", str(variant.seed),
-                                                 *variant.flags])
+    args = cli.build_parser(variant.backend).parse_args(variant_flags(variant, schedule))
     return cli.recipe_from_args(args)
 
 
@@ -175,7 +179,7 @@ def trainer_command(variant: Variant, run: Path, schedule: dict, data_dir: str |
     if state_of(run) == "started":
         flags = ["--resume", "--run-dir", str(run)]
     else:
-        flags = [*schedule_flags(schedule), "--seed", str(variant.seed), *variant.flags, "--run-dir", str(run)]
+        flags = [*variant_flags(variant, schedule), "--run-dir", str(run)]
     if data_dir:
         flags += ["--data-dir", data_dir]
     if budget_s is not None:
@@ -812,7 +816,7 @@ def write_report(args) -> int:
 def list_variants(args, variants: tuple = VARIANTS, schedule: dict = SCHEDULE) -> int:
     runs_dir = Path(args.runs)
     for v in variants:
-        flags = " ".join([*schedule_flags(schedule), "--seed", str(v.seed), *v.flags])
+        flags = " ".join(variant_flags(v, schedule))
         print(f"{v.name:28s} {state_of(runs_dir / v.name):9s} python -m {v.backend}.train {flags}")
     return 0
 

@@ -56,6 +56,15 @@ def test_the_rungs_climb_one_change_at_a_time_from_the_attempt_to_the_paper():
     assert all((ROOT / path / "final.json").is_file() for path in ladder.RUNGS[-1].linked)
 
 
+def test_a_probe_replaces_the_schedules_batch_size_and_length_instead_of_repeating_them():
+    probe = ladder.PROBES[-1]
+    command = ladder.ablations.variant_flags(probe, ladder.SCHEDULE)
+    options = [part for part in command if part.startswith("--")]
+    assert len(options) == len(set(options)), command
+    assert command[command.index("--batch-size") + 1] == "1024" and command[command.index("--iterations") + 1] == "48"
+    assert command[command.index("--eval-every") + 1] == "391"  # what the probe leaves alone stays the schedule's
+
+
 def test_run_trains_the_rungs_it_is_given_with_their_options(tiny_ladder):
     _, runs = tiny_ladder
     for name in TRAINED_HERE:
