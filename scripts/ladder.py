@@ -212,6 +212,19 @@ def in_regime(result: Result) -> bool:
     return result.train_error <= REGIME[0] and result.test_error >= REGIME[1]
 
 
+def regime_text(r: Result) -> str:
+    """Where a run ends against the notes' regime, a count at a time."""
+    train = (f"train error at most {pct(REGIME[0])}", r.train_error <= REGIME[0])
+    test = (f"test error at least {pct(REGIME[1])}", r.test_error >= REGIME[1])
+    met = [name for name, ok in (train, test) if ok]
+    where = ("inside the notes' regime (" + " and ".join(met) + ")" if len(met) == 2 else
+             f"outside the notes' regime ({train[0]} and {test[0]})" if not met else
+             f"inside the notes' regime on one count ({met[0]}), outside on the other "
+             f"({next(name for name, ok in (train, test) if not ok)})")
+    return f"{r.variant.name} ends at {pct(r.train_error)} running train error and {pct(r.test_error)} test error, " \
+           f"{where}. "
+
+
 def cell(value, kind: str) -> str:
     if value is None:
         return "—"
@@ -219,45 +232,84 @@ def cell(value, kind: str) -> str:
 
 
 def first_epoch_text(attempt: Result | None, probes: dict) -> str:
-    """How rung 0's first epoch compares with the notes', and which batch size's first epoch lands nearest."""
-    loss, train, test = NOTES["sgd"][1]
+    """How rung 0's first epoch of training compares with the notes', and which batch size's lands nearest. Only
+    the training figures: they are the same whichever way the test images are fed."""
+    loss, train, _ = NOTES["sgd"][1]
     if attempt is None:
         return "Rung 0b has not finished: its first epoch is not compared yet."
     mine = per_epoch(attempt)[1]
-    text = (f"At batch 128 the attempt's first epoch ends at {cell(mine[0], 'loss')} train loss, {pct(mine[1])} train "
-            f"accuracy and {pct(mine[2])} test accuracy; the notes' ended at {loss}, {pct(train)} and {pct(test)}.")
+    text = (f"At batch 128 the attempt's first epoch of training ends at {cell(mine[0], 'loss')} train loss and "
+            f"{pct(mine[1])} train accuracy; the notes' ended at {loss} and {pct(train)}.")
     measured = {b: per_epoch(r)[1] for b, r in probes.items() if r is not None}
     if not measured:
         return text + " The larger batches' first epochs have not been run yet (`python scripts/ladder.py run --only " \
                       + ",".join(p.name for p in PROBES) + "`)."
-    nearest = min(measured, key=lambda b: abs(measured[b][1] - train) + abs(measured[b][2] - test))
-    text += (f" Of batch {', '.join(map(str, measured))}, the first epoch nearest the notes' (in train and test "
-             f"accuracy) is batch {nearest}'s: {cell(measured[nearest][0], 'loss')}, {pct(measured[nearest][1])} "
-             f"and {pct(measured[nearest][2])}.")
-    if all(e[1] > train and e[2] > test for e in (mine, *measured.values())):
+    nearest = min(measured, key=lambda b: abs(measured[b][1] - train))
+    text += (f" Of batch {', '.join(map(str, measured))}, the first epoch nearest the notes' in train accuracy is "
+             f"batch {nearest}'s: {cell(measured[nearest][0], 'loss')} and {pct(measured[nearest][1])}.")
+    if all(e[1] > train for e in (mine, *measured.values())):
         text += (f" Every batch size tried, 128 to {max(measured)}, learns faster in its first epoch than the notes' "
                  "run did: the batch size alone does not account for the notes' first epoch.")
     return text
 
 
-def what_differs(attempt: Result) -> str:
+def training_records(r: Result) -> list:
+    return [(m["step"], m["loss"], m["train_error"]) for m in r.metrics if m.get("kind") == "train"]
+
+
+def largest_swing(r: Result) -> float:
+    """The largest change of test accuracy from one epoch to the next."""
+    tests = [acc for _, _, acc in per_epoch(r).values() if acc is not None]
+    return max((abs(b - a) for a, b in zip(tests, tests[1:])), default=0.0)
+
+
+def test_time_choice(without: Result, attempt: Result) -> str:
+    """Which way of feeding the test images (0a: without the mean subtraction, 0b: with it) gives test accuracies
+    nearer the notes' after epochs 1 and 20, and what else the two runs, one training tested two ways, show."""
+    last = max(NOTES["sgd"])
+    notes = [NOTES["sgd"][e][2] for e in (1, last)]
+    tests = {}
+    for r in (without, attempt):
+        epochs = per_epoch(r)
+        tests[r.variant.name] = [accuracy(r.test_error) if epochs.get(e, (None,) * 3)[2] is None else epochs[e][2]
+                                 for e in (1, last)]
+    match, other = sorted(tests, key=lambda name: sum(abs(a - n) for a, n in zip(tests[name], notes)))
+    text = (f"The notes' test accuracies ({pct(notes[0])} after epoch 1, {pct(notes[1])} after epoch {last}) lie "
+            f"nearer {match}'s ({pct(tests[match][0])} and {pct(tests[match][1])}) than {other}'s "
+            f"({pct(tests[other][0])} and {pct(tests[other][1])}): by this measure the attempt "
+            f"{'did not subtract' if match == without.variant.name else 'subtracted'} the train mean from its test "
+            "images. ")
+    mine, theirs = training_records(without), training_records(attempt)
+    if mine == theirs:
+        text += (f"The two runs' {len(mine)} training records (loss and running accuracy) are equal, bit for bit: "
+                 "the choice touches the test images only. ")
+    else:
+        gap = max((abs(a[1] - b[1]) for a, b in zip(mine, theirs)), default=0.0)
+        text += f"The two runs' training records differ by up to {gap:.2g} in loss. "
+    return text + (f"From one epoch to the next the test accuracy moves by up to {100 * largest_swing(without):.1f} "
+                   f"points without the mean, {100 * largest_swing(attempt):.1f} with it. ")
+
+
+def what_differs(attempt: Result, same_training: bool) -> str:
     """Where rung 0 leaves the notes' regime: what the measurements here say about why."""
     if in_regime(attempt):
         return ""
     epochs = per_epoch(attempt)
-    (_, train1, test1), (loss20, _, _) = NOTES["sgd"][1], NOTES["sgd"][max(NOTES["sgd"])]
+    (_, train1, _), (loss20, _, _) = NOTES["sgd"][1], NOTES["sgd"][max(NOTES["sgd"])]
     first, last = epochs[1], epochs[max(epochs)]
-    text = (f"It learns faster than the notes' run in its first epoch ({pct(first[1])} train and {pct(first[2])} "
-            f"test accuracy against {pct(train1)} and {pct(test1)}) ")
+    subject = "Their training (one and the same)" if same_training else "Its training"
+    text = (f"{subject} {'runs ahead of' if first[1] > train1 else 'lags behind'} the notes' in the first epoch "
+            f"({pct(first[1])} train accuracy against {pct(train1)}) ")
     if loss20 < last[0]:
-        text += (f"and yet fits its training images less tightly by epoch {max(epochs)} (train loss "
+        text += (f"and yet fits the training images less tightly by epoch {max(epochs)} (train loss "
                  f"{cell(last[0], 'loss')} against {cell(loss20, 'loss')}). ")
     else:
-        text += f"and fits its training images as tightly by epoch {max(epochs)}. "
+        text += f"and fits the training images as tightly by epoch {max(epochs)}. "
     return text + ("Neither open choice of the notes touches that: the test-time mean subtraction changes no "
-                   "training figure, and a reduce-on-plateau scheduler with torch's default patience of 10 cannot "
-                   "cut the lr until the end of epoch 12. So the notes' run departs from the attempt as they "
-                   "describe it in something they do not state, from its first epoch on. ")
+                   f"training figure{' (0a against 0b above)' if same_training else ''}, and a reduce-on-plateau "
+                   "scheduler with torch's default patience of 10 cannot cut the lr until the end of epoch 12. So the "
+                   "notes' run departs from the attempt as they describe it in something they do not state, from "
+                   "its first epoch on. ")
 
 
 def notes_section(finished: dict, runs_dir: Path) -> list:
@@ -282,31 +334,35 @@ def notes_section(finished: dict, runs_dir: Path) -> list:
     without, attempt = finished[RUNGS[0].name], finished[RUNGS[1].name]
     if attempt is None:
         return lines + ["", "Rung 0b has not finished: nothing more is compared yet."]
-    text = ""
+    paragraphs, same_training = [], False
     if without is not None:
-        a, b = accuracy(without.test_error), accuracy(attempt.test_error)
-        match, other = (attempt, without) if abs(b - ATTEMPT_TEST_ACCURACY) <= abs(a - ATTEMPT_TEST_ACCURACY) else (
-            without, attempt)
-        text += (f"The notes' {pct(ATTEMPT_TEST_ACCURACY)} test accuracy lies nearer {match.variant.name} "
-                 f"({pct(accuracy(match.test_error))}) than {other.variant.name} ({pct(accuracy(other.test_error))}). ")
-    for r in (without, attempt):
-        if r is not None:
-            text += (f"{r.variant.name} ends at {pct(r.train_error)} running train error and {pct(r.test_error)} "
-                     f"test error, {'inside' if in_regime(r) else 'outside'} the notes' regime (train error at most "
-                     f"{pct(REGIME[0])}, test error at least {pct(REGIME[1])}). ")
-    text += what_differs(attempt)
-    errors = [1 - acc for _, _, acc in per_epoch(attempt).values() if acc is not None][:-1]  # a cut after the
-    cut = plateau_first_cut(errors, attempt.config.get("recipe", {}).get("lr", 0.01))      # last epoch changes nothing
-    text += ("Replayed on 0b's test error after each epoch, torch's ReduceLROnPlateau with its defaults (patience "
-             "10) ")
-    if cut is None:
-        text += ("never cuts the lr before the last epoch, so under the notes' scheduler the attempt would be this "
-                 "same constant-lr run (if it watched the test error: the notes do not say what it watched, and "
-                 "this trainer records the error, not the test loss).")
-    else:
-        text += (f"cuts it tenfold after epoch {cut}: from there a run under it would differ from this constant-lr "
-                 "run, which the table shows only up to that epoch.")
-    return lines + ["", text.strip()]
+        paragraphs.append(test_time_choice(without, attempt))
+        same_training = training_records(without) == training_records(attempt)
+    paragraphs.append("".join(regime_text(r) for r in (without, attempt) if r is not None)
+                      + what_differs(attempt, same_training))
+    paragraphs.append(plateau_text([r for r in (without, attempt) if r is not None]))
+    return lines + [part for paragraph in paragraphs for part in ("", paragraph.strip())]
+
+
+def plateau_text(runs: list) -> str:
+    """What torch's ReduceLROnPlateau would have done to each run, replayed on its test error after each epoch."""
+    cuts = {}
+    for r in runs:
+        errors = [1 - acc for _, _, acc in per_epoch(r).values() if acc is not None][:-1]  # a cut after the last
+        cuts[r.variant.name] = plateau_first_cut(errors, r.config.get("recipe", {}).get("lr", 0.01))  # changes nothing
+    said = []
+    for cut in dict.fromkeys(cuts.values()):
+        names = " and ".join(name for name, c in cuts.items() if c == cut)
+        said.append(f"on {names}'s test errors " + ("it never cuts the lr before the last epoch" if cut is None else
+                    f"it cuts the lr tenfold after epoch {cut}, and a run under it would differ from this constant-lr "
+                    "run from there on"))
+    text = ("Replayed on the test error after each epoch, torch's ReduceLROnPlateau with its defaults (patience 10): "
+            + "; ".join(said) + ".")
+    if None in cuts.values():
+        text += (" Where it never cuts, a run under the notes' scheduler is this same constant-lr run, if the "
+                 "scheduler watched the test error (the notes do not say what it watched; this trainer records the "
+                 "error, not the test loss).")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------- why each rung

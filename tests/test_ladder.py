@@ -112,7 +112,8 @@ def test_report_sets_rung_0_beside_the_notes_and_says_why_each_finished_rung_mov
     epoch_one = ladder.per_epoch(ladder.load_result(ladder.RUNGS[1], runs / TRAINED_HERE[1]))[1]
     assert f"| {TRAINED_HERE[1]} | {ladder.cell(epoch_one[0], 'loss')} | {100 * epoch_one[1]:.2f}% |" in notes
     assert "| the notes, SGD | 3.090 | 25.60% | 29.60% | 0.0016 | 99.96% | 41.72% |" in notes
-    assert "outside the notes' regime" in notes and "ReduceLROnPlateau" in notes
+    assert "running train error" in notes and "the notes' regime" in notes and "ReduceLROnPlateau" in notes
+    assert "training records (loss and running accuracy) are equal, bit for bit" in notes  # 0a and 0b: one training
     why = dict(line[4:].split("**: ", 1) for line in report.split("## Why")[1].splitlines()
                if line.startswith("- **"))
     assert list(why) == [r.name for r in ladder.RUNGS]
@@ -127,6 +128,34 @@ def test_per_epoch_averages_each_epochs_records_and_takes_its_test_accuracy():
                {"kind": "train", "step": 6, "loss": 0.5, "train_error": 0.125}]
     result = ladder.Result(ladder.RUNGS[1], "started", {"recipe": {"eval_every": 4}}, {}, metrics, None, None)
     assert ladder.per_epoch(result) == {1: (2.0, 0.5, 0.5), 2: (0.5, 0.875, None)}
+
+
+def test_the_test_time_choice_is_the_run_nearer_the_notes_test_accuracies_and_same_training_is_checked():
+    def run(rung, test_errors, losses):
+        metrics = [m for epoch, (error, loss) in enumerate(zip(test_errors, losses), 1)
+                   for m in ({"kind": "train", "step": epoch, "loss": loss, "train_error": 0.1},
+                             {"kind": "eval", "step": epoch, "test_error": error})]
+        return ladder.Result(rung, "finished", {"recipe": {"eval_every": 1}}, {"final_test_error": test_errors[-1]},
+                            metrics, None, None)
+    errors = [0.7] * 19 + [0.58]  # the notes: 29.60% test accuracy after epoch 1, 41.72% after epoch 20
+    without = run(ladder.RUNGS[0], errors, [1.0] * 20)
+    same = run(ladder.RUNGS[1], [0.4] * 20, [1.0] * 20)
+    text = ladder.test_time_choice(without, same)
+    assert "nearer 0a-attempt-test-without-mean's" in text and "did not subtract" in text and "bit for bit" in text
+    assert "up to 12.0 points without the mean, 0.0 with it" in text
+    other = run(ladder.RUNGS[1], [0.7] * 19 + [0.59], [1.0] * 19 + [0.75])
+    text = ladder.test_time_choice(without, other)
+    assert "bit for bit" not in text and "differ by up to 0.25 in loss" in text
+
+
+def test_the_regime_is_told_a_count_at_a_time():
+    def run(train_error, test_error):
+        metrics = [{"kind": "train", "step": 1, "loss": 1.0, "train_error": train_error}]
+        return ladder.Result(ladder.RUNGS[1], "finished", {}, {"final_test_error": test_error}, metrics, None, None)
+    assert "inside the notes' regime (train error at most 2.00% and test error" in ladder.regime_text(run(0.01, 0.4))
+    assert "outside the notes' regime (train error" in ladder.regime_text(run(0.05, 0.3))
+    assert "on one count (test error at least 35.00%), outside on the other (train error at most 2.00%)" in \
+        ladder.regime_text(run(0.05, 0.46))
 
 
 def test_plateau_replay_cuts_the_lr_as_torch_does_after_patience_epochs_without_a_new_best():
