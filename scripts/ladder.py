@@ -292,8 +292,6 @@ def test_time_choice(without: Result, attempt: Result) -> str:
 
 def what_differs(attempt: Result, same_training: bool) -> str:
     """Where rung 0 leaves the notes' regime: what the measurements here say about why."""
-    if in_regime(attempt):
-        return ""
     epochs = per_epoch(attempt)
     (_, train1, _), (loss20, _, _) = NOTES["sgd"][1], NOTES["sgd"][max(NOTES["sgd"])]
     first, last = epochs[1], epochs[max(epochs)]
@@ -338,9 +336,10 @@ def notes_section(finished: dict, runs_dir: Path) -> list:
     if without is not None:
         paragraphs.append(test_time_choice(without, attempt))
         same_training = training_records(without) == training_records(attempt)
-    paragraphs.append("".join(regime_text(r) for r in (without, attempt) if r is not None)
-                      + what_differs(attempt, same_training))
-    paragraphs.append(plateau_text([r for r in (without, attempt) if r is not None]))
+    rung_0 = [r for r in (without, attempt) if r is not None]
+    paragraphs.append("".join(map(regime_text, rung_0))
+                      + ("" if any(map(in_regime, rung_0)) else what_differs(attempt, same_training)))
+    paragraphs.append(plateau_text(rung_0))
     return lines + [part for paragraph in paragraphs for part in ("", paragraph.strip())]
 
 
@@ -428,8 +427,8 @@ def why_head(r: Result, below: Result, finished: dict) -> str:
 
 
 def why_crop(r: Result, below: Result, finished: dict) -> str:
-    text = (f"Random 32x32 crops of the 4-pixel padded image {moved(r, below)}, and the train accuracy goes from "
-            f"{pct(train_accuracy(below))} to {pct(train_accuracy(r))}.")
+    text = (f"Taking random 32x32 crops of the 4-pixel padded image {moved(r, below)}, and the train accuracy goes "
+            f"from {pct(train_accuracy(below))} to {pct(train_accuracy(r))}.")
     if train_accuracy(r) < train_accuracy(below):
         text += " Shifted copies of an image are harder to fit by heart than the image itself."
     return text
