@@ -437,21 +437,34 @@ def why_crop(r: Result, below: Result, finished: dict) -> str:
 def why_resnet32(r: Result, below: Result, finished: dict) -> str:
     params, gflops = network_cost(r.config.get("recipe") or {})
     params_below, gflops_below = network_cost(below.config.get("recipe") or {})
-    return (f"The CIFAR ResNet-32 {moved(r, below)}, with {params:,} parameters against {params_below:,} and "
-            f"{gflops:.3f} GFLOPs per image against {gflops_below:.3f}. The ImageNet stem (a 7x7 stride-2 conv and a "
-            "stride-2 max-pool) shrinks a 32x32 image to 8x8 before the first block; ResNet-32 keeps 32x32 through "
-            "its first stage.")
+    text = (f"The CIFAR ResNet-32 {moved(r, below)} and the train accuracy from {pct(train_accuracy(below))} to "
+            f"{pct(train_accuracy(r))}, with {params:,} parameters against {params_below:,} and {gflops:.3f} GFLOPs "
+            f"per image against {gflops_below:.3f}. The ImageNet stem (a 7x7 stride-2 conv and a stride-2 max-pool) "
+            "shrinks a 32x32 image to 8x8 before the first block; ResNet-32 keeps 32x32 through its first stage.")
+    if train_accuracy(r) > train_accuracy(below) and params < params_below:
+        text += (f" It fits the training images better with {params_below / params:.0f}x fewer parameters, so "
+                 "what held the ImageNet net back here was not capacity.")
+    return text
 
 
 def why_steps(r: Result, below: Result, finished: dict) -> str:
-    return (f"lr 0.1, divided by 10 at 50% and 75% of the 20 epochs, {moved(r, below)}, with the train accuracy "
-            f"from {pct(train_accuracy(below))} to {pct(train_accuracy(r))}: a high lr early, then small steps that "
-            "settle in the minimum it found.")
+    text = (f"lr 0.1, divided by 10 at 50% and 75% of the 20 epochs, {moved(r, below)}, with the train accuracy "
+            f"from {pct(train_accuracy(below))} to {pct(train_accuracy(r))}")
+    if below.test_error - r.test_error > 2 * standard_error(r):
+        return text + ": a high lr early, then small steps that settle in the minimum it found."
+    return text + "."
+
+
+PAPER_RESNET32_ERROR = 0.0751  # Table 6
 
 
 def why_paper(r: Result, below: Result, finished: dict) -> str:
-    return (f"The paper's 64,000 iterations (8.2x the 20 epochs, the same milestones as fractions) "
-            f"{moved(r, below)}.")
+    text = (f"Training for the paper's 64,000 iterations (8.2x the 20 epochs, the same milestones as fractions) "
+            f"{moved(r, below)} and the train accuracy from {pct(train_accuracy(below))} to "
+            f"{pct(train_accuracy(r))}. Its test error, {pct(r.test_error)}, ")
+    if abs(r.test_error - PAPER_RESNET32_ERROR) <= 2 * standard_error(r):
+        return text + f"is the paper's {pct(PAPER_RESNET32_ERROR)} within twice the noise of one test set."
+    return text + f"differs from the paper's {pct(PAPER_RESNET32_ERROR)} by more than twice that noise."
 
 
 WHY = {"0a-attempt-test-without-mean": why_test_without_mean, "0b-attempt-test-with-mean": why_attempt,

@@ -163,3 +163,18 @@ def test_plateau_replay_cuts_the_lr_as_torch_does_after_patience_epochs_without_
     assert ladder.plateau_first_cut([0.3] + [0.4] * 10, lr=0.01) is None  # 10 bad epochs: the patience, not beyond
     assert ladder.plateau_first_cut([0.3] + [0.4] * 11, lr=0.01) == 12
     assert ladder.plateau_first_cut([0.3] + [0.29999] * 11, lr=0.01) == 12  # within the 1e-4 relative threshold
+
+
+def test_the_top_rung_is_set_beside_the_papers_error_and_a_schedule_claim_needs_a_gain_beyond_the_noise():
+    def run(rung, test_error, train_error):
+        return ladder.Result(rung, "finished", {"data": {"n_test": 10_000}}, {"final_test_error": test_error},
+                             [{"kind": "train", "step": 1, "loss": 0.1, "train_error": train_error}], None, None)
+    rungs = {rung.name: rung for rung in ladder.RUNGS}
+    steps = run(rungs["4-lr0.1-steps"], 0.1233, 0.1124)
+    assert "is the paper's 7.51% within twice the noise" in ladder.why_paper(run(rungs["5-paper-64k"], 0.0742, 0.0026),
+                                                                             steps, {})
+    assert "differs from the paper's 7.51%" in ladder.why_paper(run(rungs["5-paper-64k"], 0.0900, 0.0026), steps, {})
+    below = run(rungs["3-resnet32"], 0.1868, 0.1394)
+    assert "settle in the minimum" in ladder.why_steps(steps, below, {})
+    unmoved = ladder.why_steps(run(rungs["4-lr0.1-steps"], 0.1860, 0.1124), below, {})
+    assert "leaves the test accuracy where it was" in unmoved and "settle" not in unmoved
