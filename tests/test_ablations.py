@@ -154,3 +154,16 @@ def test_the_set_answers_every_question_from_named_variants():
         for seed, name in enumerate(runs):
             variant = ablations.BY_NAME[name]
             assert (variant.backend, variant.seed, "bf16" in variant.flags) == (backend, seed, precision == "bf16")
+
+
+def test_bf16_is_claimed_worse_only_beyond_the_float32_runs_noise_and_both_backends_runs_pool():
+    assert "within the noise" in ablations.bf16_versus_float32([0.165, 0.166], [0.164, 0.1645], 10_000)
+    assert "bf16 worse, beyond the noise" in ablations.bf16_versus_float32([0.175, 0.176], [0.164, 0.1645], 10_000)
+    errors = {"baseline": 0.1644, "baseline-seed1": 0.1647, "bf16": 0.1676, "bf16-seed1": 0.1708,
+              "jax": 0.1609, "jax-seed1": 0.1639, "jax-bf16": 0.1615, "jax-bf16-seed1": 0.1648}
+    results = {name: ablations.Result(ablations.BY_NAME[name], "finished", {"data": {"n_test": 10_000}},
+                                      {"final_test_error": errors[name]}, [], None, None) for name in errors}
+    text = ablations.answer_bf16(ablations.QUESTIONS[7], results, None, {})
+    pytorch, jax, pooled = text.split("PyTorch: ")[1], text.split("JAX: ")[1], text.split("pool: ")[1]
+    assert "bf16 worse, beyond the noise" in pytorch.split("JAX: ")[0] and "within the noise" in jax.split(". ")[0]
+    assert pooled.startswith("over all four runs of each, the means differ by 0.27 points, within the noise")
