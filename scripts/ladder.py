@@ -214,15 +214,18 @@ def in_regime(result: Result) -> bool:
 
 def regime_text(r: Result) -> str:
     """Where a run ends against the notes' regime, a count at a time."""
-    train = (f"train error at most {pct(REGIME[0])}", r.train_error <= REGIME[0])
-    test = (f"test error at least {pct(REGIME[1])}", r.test_error >= REGIME[1])
-    met = [name for name, ok in (train, test) if ok]
-    where = ("inside the notes' regime (" + " and ".join(met) + ")" if len(met) == 2 else
-             f"outside the notes' regime ({train[0]} and {test[0]})" if not met else
-             f"inside the notes' regime on one count ({met[0]}), outside on the other "
-             f"({next(name for name, ok in (train, test) if not ok)})")
-    return f"{r.variant.name} ends at {pct(r.train_error)} running train error and {pct(r.test_error)} test error, " \
-           f"{where}. "
+    counts = {f"train error at most {pct(REGIME[0])}": r.train_error <= REGIME[0],
+              f"test error at least {pct(REGIME[1])}": r.test_error >= REGIME[1]}
+    met = [count for count, holds in counts.items() if holds]
+    missed = [count for count, holds in counts.items() if not holds]
+    if not missed:
+        where = f"inside the notes' regime ({' and '.join(met)})"
+    elif not met:
+        where = f"outside the notes' regime ({' and '.join(missed)})"
+    else:
+        where = f"inside the notes' regime on one count ({met[0]}), outside on the other ({missed[0]})"
+    return (f"{r.variant.name} ends at {pct(r.train_error)} running train error and {pct(r.test_error)} test error, "
+            f"{where}. ")
 
 
 def cell(value, kind: str) -> str:
@@ -347,8 +350,9 @@ def plateau_text(runs: list) -> str:
     """What torch's ReduceLROnPlateau would have done to each run, replayed on its test error after each epoch."""
     cuts = {}
     for r in runs:
-        errors = [1 - acc for _, _, acc in per_epoch(r).values() if acc is not None][:-1]  # a cut after the last
-        cuts[r.variant.name] = plateau_first_cut(errors, r.config.get("recipe", {}).get("lr", 0.01))  # changes nothing
+        # Up to the last epoch but one: a cut after the last changes nothing.
+        errors = [1 - acc for _, _, acc in per_epoch(r).values() if acc is not None][:-1]
+        cuts[r.variant.name] = plateau_first_cut(errors, r.config.get("recipe", {}).get("lr", 0.01))
     said = []
     for cut in dict.fromkeys(cuts.values()):
         names = " and ".join(name for name, c in cuts.items() if c == cut)
